@@ -1,0 +1,75 @@
+"""``create_app(settings)``: the one module that sees every layer and wires them together."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from attrs import frozen
+
+from livechat.config import ConfigError, Settings
+from livechat.domain.auth import AuthService, PasswordHasher, TokenCodec
+from livechat.keys import services_key, settings_key
+from livechat.storage.embedded import embedded_database
+from livechat.storage.mongo import MongoStore, open_store, redact_uri
+from livechat.web import routes_auth, routes_health
+from livechat.web.middlewares import cors_middleware, error_middleware
+
+log = logging.getLogger(__name__)
+
+
+@frozen
+class Services:
+    store: MongoStore
+    auth: AuthService
+
+
+@contextlib.asynccontextmanager
+async def database_uri(settings: Settings) -> AsyncIterator[str]:
+    """The configured MongoDB, or (development, no URI) an embedded SecantusDB for our lifetime."""
+    if settings.database.uri:
+        log.info("database: %s", redact_uri(settings.database.uri))
+        yield settings.database.uri
+        return
+    if settings.is_production:
+        raise ConfigError("database.uri: MONGODB_URI is required in production")
+    async with embedded_database(settings.database.embedded_command, settings.data_dir,
+                                 settings.database.embedded_start_timeout) as uri:
+        yield uri
+
+
+@contextlib.asynccontextmanager
+async def open_services(settings: Settings) -> AsyncIterator[Services]:
+    """Database (embedded if need be), repositories, hashing threads: everything with a lifetime."""
+    if not settings.auth.jwt_secret:
+        raise ConfigError("auth.jwt_secret: no JWT secret (call config.with_jwt_secret first)")
+    hasher = PasswordHasher(settings.auth.bcrypt_rounds, settings.auth.hash_threads)
+    try:
+        async with database_uri(settings) as uri, open_store(settings.database, uri) as store:
+            tokens = TokenCodec(settings.auth.jwt_secret, settings.auth.jwt_expires_in, settings.auth.jwt_leeway)
+            yield Services(
+                store=store,
+                auth=AuthService(store.users, hasher, tokens, open_signup=not settings.is_production),
+            )
+    finally:
+        hasher.close()
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(
+        middlewares=[cors_middleware(settings.cors_origins), error_middleware],
+        client_max_size=settings.server.max_body_bytes,
+    )
+    app[settings_key] = settings
+
+    async def services_ctx(app: web.Application) -> AsyncIterator[None]:
+        async with open_services(settings) as services:
+            app[services_key] = services
+            yield
+
+    app.cleanup_ctx.append(services_ctx)
+    for table in (routes_health.routes, routes_auth.routes):
+        app.add_routes(table)
+    return app

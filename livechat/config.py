@@ -1,0 +1,359 @@
+"""Settings: ``config.toml`` → environment overrides → validated, frozen attrs objects.
+
+Every setting is declared once, below, with its type and its check; the loader refuses unknown
+keys and bad values with a one-line message that names the key (``ConfigError``).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import re
+import secrets
+import tomllib
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import attrs
+from attrs import field, frozen
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.toml"
+MIN_SECRET_BYTES = 32
+# Secrets that appear in tutorials and .env examples; production refuses them however long.
+PLACEHOLDER_SECRETS = frozenset(
+    {"secret", "changeme", "change-me", "changethis", "your-secret", "yoursecret", "jwt-secret", "jwtsecret",
+     "supersecret", "mysecret", "password", "development", "test", "example"}
+)
+
+
+class ConfigError(Exception):
+    """A setting is missing, unknown or invalid; the message is one line naming the key."""
+
+
+class Profile(enum.Enum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class Driver(enum.Enum):
+    MOTOR = "motor"
+    PYMONGO = "pymongo"
+
+
+def _between(lo: float, hi: float):
+    def check(instance: Any, attribute: attrs.Attribute, value: float) -> None:
+        if not lo <= value <= hi:
+            raise ValueError(f"must be between {lo} and {hi}, got {value}")
+
+    return check
+
+
+@frozen
+class ServerSettings:
+    host: str = ""  # empty: 127.0.0.1 in development, 0.0.0.0 in production
+    port: int = field(default=3000, validator=_between(0, 65535))
+    data_dir: str = "./data"
+    max_body_bytes: int = field(default=1024 * 1024, validator=_between(1024, 64 * 1024 * 1024))
+    keepalive_timeout: float = field(default=75.0, validator=_between(1, 3600))
+    shutdown_timeout: float = field(default=10.0, validator=_between(0, 600))
+
+
+@frozen
+class DatabaseSettings:
+    uri: str = field(default="", repr=False)  # may carry credentials
+    name: str = "livechat"
+    driver: Driver = Driver.MOTOR
+    timeout_ms: int = field(default=3000, validator=_between(100, 120_000))
+    embedded_command: str = "secantusd-py"
+    embedded_start_timeout: float = field(default=15.0, validator=_between(1, 300))
+
+
+@frozen
+class AuthSettings:
+    jwt_secret: str = field(default="", repr=False)
+    jwt_expires_in: timedelta = timedelta(hours=24)
+    jwt_leeway: timedelta = timedelta(seconds=10)
+    bcrypt_rounds: int = field(default=12, validator=_between(4, 31))
+    hash_threads: int = field(default=2, validator=_between(1, 64))
+
+
+@frozen
+class HttpSettings:
+    cors_origin: tuple[str, ...] = ()  # empty: "*" in development, none in production
+    # Browser origins allowed to open a WebSocket; empty = loopback origins and our own host.
+    allowed_origins: tuple[str, ...] = ()
+
+
+@frozen
+class Settings:
+    profile: Profile = Profile.DEVELOPMENT
+    server: ServerSettings = ServerSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    auth: AuthSettings = AuthSettings()
+    http: HttpSettings = HttpSettings()
+
+    @property
+    def is_production(self) -> bool:
+        return self.profile is Profile.PRODUCTION
+
+    @property
+    def bind_host(self) -> str:
+        return self.server.host or ("0.0.0.0" if self.is_production else "127.0.0.1")
+
+    @property
+    def cors_origins(self) -> tuple[str, ...]:
+        return self.http.cors_origin or (() if self.is_production else ("*",))
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.server.data_dir)
+
+
+SECTIONS: dict[str, type] = {
+    "server": ServerSettings,
+    "database": DatabaseSettings,
+    "auth": AuthSettings,
+    "http": HttpSettings,
+}
+
+# The seed's variable names, kept so that existing deployments work unchanged.
+ENV_ALIASES: dict[str, tuple[str, str]] = {
+    "PORT": ("server", "port"),
+    "MONGODB_URI": ("database", "uri"),
+    "JWT_SECRET": ("auth", "jwt_secret"),
+    "JWT_EXPIRES_IN": ("auth", "jwt_expires_in"),
+    "CORS_ORIGIN": ("http", "cors_origin"),
+    "LIVECHAT_DATA_DIR": ("server", "data_dir"),
+}
+# Not settings: read by __main__ itself.
+ENV_NOT_SETTINGS = frozenset({"LIVECHAT_ENV", "LIVECHAT_CONFIG", "LIVECHAT_ADMIN_PASSWORD"})
+
+
+def load_settings(path: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the TOML file, apply the environment, validate. Raises ``ConfigError``."""
+    environ = os.environ if environ is None else environ
+    path = Path(path or environ.get("LIVECHAT_CONFIG") or DEFAULT_CONFIG_PATH)
+    raw: dict[str, Any] = {}
+    if path.exists():
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    elif path != DEFAULT_CONFIG_PATH:
+        raise ConfigError(f"{path}: no such configuration file")
+    values = _from_toml(raw)
+    for name, text in environ.items():
+        target = _env_target(name)
+        if target is not None:
+            values[target] = (_coerce_env, text, name)
+    return _build(values)
+
+
+def _from_toml(raw: dict[str, Any]) -> dict[tuple[str, str], tuple]:
+    values: dict[tuple[str, str], tuple] = {}
+    for key, value in raw.items():
+        if key == "profile":
+            values[("", "profile")] = (_coerce_toml, value, "profile")
+            continue
+        if key not in SECTIONS:
+            raise ConfigError(f"unknown setting {key!r} in config.toml")
+        if not isinstance(value, dict):
+            raise ConfigError(f"[{key}] must be a table")
+        names = {f.name for f in attrs.fields(SECTIONS[key])}
+        for sub, subvalue in value.items():
+            if sub not in names:
+                raise ConfigError(f"unknown setting '{key}.{sub}' in config.toml")
+            values[(key, sub)] = (_coerce_toml, subvalue, f"{key}.{sub}")
+    return values
+
+
+def _env_target(name: str) -> tuple[str, str] | None:
+    if name in ENV_ALIASES:
+        return ENV_ALIASES[name]
+    if name == "LIVECHAT_ENV":
+        return ("", "profile")
+    if not name.startswith("LIVECHAT_") or name in ENV_NOT_SETTINGS:
+        return None
+    rest = name.removeprefix("LIVECHAT_").lower()
+    for section, cls in SECTIONS.items():
+        if rest.startswith(section + "_"):
+            key = rest.removeprefix(section + "_")
+            if key in {f.name for f in attrs.fields(cls)}:
+                return (section, key)
+    raise ConfigError(f"unknown setting in environment variable {name}")
+
+
+def _build(values: dict[tuple[str, str], tuple]) -> Settings:
+    kwargs: dict[str, Any] = {}
+    for section, cls in SECTIONS.items():
+        fields = {f.name: f for f in attrs.fields(cls)}
+        args = {}
+        for (sec, key), (coerce, value, label) in values.items():
+            if sec == section:
+                args[key] = coerce(value, fields[key].type, label)
+        kwargs[section] = _construct(cls, args, section)
+    if ("", "profile") in values:
+        coerce, value, label = values[("", "profile")]
+        kwargs["profile"] = coerce(value, Profile, label)
+    settings = Settings(**kwargs)
+    _check_profile(settings)
+    return settings
+
+
+def _construct(cls: type, args: dict[str, Any], section: str) -> Any:
+    try:
+        return cls(**args)
+    except ValueError as exc:
+        # attrs validators name the attribute only through our message; find which one failed.
+        for name, value in args.items():
+            try:
+                attrs.evolve(cls(), **{name: value})
+            except ValueError as inner:
+                raise ConfigError(f"{section}.{name}: {inner}") from None
+        raise ConfigError(f"[{section}]: {exc}") from None
+
+
+def _check_profile(s: Settings) -> None:
+    if s.profile is not Profile.PRODUCTION:
+        return
+    if not s.database.uri:
+        raise ConfigError("database.uri: MONGODB_URI is required in production")
+    secret = s.auth.jwt_secret
+    if not secret:
+        raise ConfigError("auth.jwt_secret: JWT_SECRET is required in production")
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        raise ConfigError(f"auth.jwt_secret: JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes in production")
+    if _looks_like_placeholder(secret):
+        raise ConfigError("auth.jwt_secret: JWT_SECRET looks like a placeholder; use a random value")
+    if "*" in s.http.cors_origin:
+        raise ConfigError("http.cors_origin: '*' is not allowed in production; list the allowed origins")
+
+
+def _looks_like_placeholder(secret: str) -> bool:
+    folded = re.sub(r"[^a-z]", "", secret.lower())
+    return (
+        len(set(secret)) < 8
+        or any(folded.startswith(p.replace("-", "")) for p in PLACEHOLDER_SECRETS)
+        or "changeme" in folded
+        or "changethis" in folded
+    )
+
+
+# --- coercion ------------------------------------------------------------------------------
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$")
+_UNITS = {
+    "": 1, "s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1,
+    "ms": 0.001, "m": 60, "min": 60, "mins": 60, "minute": 60, "minutes": 60,
+    "h": 3600, "hr": 3600, "hrs": 3600, "hour": 3600, "hours": 3600,
+    "d": 86400, "day": 86400, "days": 86400, "w": 604800, "week": 604800, "weeks": 604800,
+}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"24h"``, ``"30m"``, ``"7d"``, ``"90"`` (seconds) — the forms the seed's JWT_EXPIRES_IN used."""
+    match = _DURATION.match(text.lower())
+    if not match or match.group(2) not in _UNITS:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 24h, 30m, 7d or seconds)")
+    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def _coerce_toml(value: Any, target: Any, label: str) -> Any:
+    """TOML values are typed already: accept the right type only (no "3000" for an int)."""
+    try:
+        if target in ("int", int):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError("expected an integer")
+            return value
+        if target in ("float", float):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError("expected a number")
+            return float(value)
+        if target in ("str", str):
+            if not isinstance(value, str):
+                raise ValueError("expected a string")
+            return value
+        if target in ("timedelta", timedelta):
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return timedelta(seconds=value)
+            if isinstance(value, str):
+                return parse_duration(value)
+            raise ValueError("expected a duration such as \"24h\"")
+        if target in ("tuple[str, ...]",):
+            if isinstance(value, str):
+                return _split_list(value)
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError("expected a list of strings")
+            return tuple(value)
+        enum_cls = _enum_for(target)
+        if enum_cls is not None:
+            return enum_cls(value)
+    except ValueError as exc:
+        raise ConfigError(f"{label}: {_reason(exc, value)}") from None
+    raise ConfigError(f"{label}: unsupported setting type {target}")
+
+
+def _coerce_env(text: str, target: Any, label: str) -> Any:
+    """Environment values are strings: convert them to the setting's type."""
+    try:
+        if target in ("int", int):
+            return int(text.strip())
+        if target in ("float", float):
+            return float(text.strip())
+        if target in ("str", str):
+            return text
+        if target in ("timedelta", timedelta):
+            return parse_duration(text)
+        if target in ("tuple[str, ...]",):
+            return _split_list(text)
+        enum_cls = _enum_for(target)
+        if enum_cls is not None:
+            return enum_cls(text.strip().lower())
+    except ValueError as exc:
+        raise ConfigError(f"{label}: {_reason(exc, text)}") from None
+    raise ConfigError(f"{label}: unsupported setting type {target}")
+
+
+def _enum_for(target: Any) -> type[enum.Enum] | None:
+    for cls in (Profile, Driver):
+        if target in (cls, cls.__name__):
+            return cls
+    return None
+
+
+def _reason(exc: ValueError, value: Any) -> str:
+    text = str(exc)
+    if "is not a valid" in text:  # enum lookup
+        return f"invalid value {value!r}"
+    if text.startswith("invalid literal") or text.startswith("could not convert"):
+        return f"expected a number, got {value!r}"
+    return text
+
+
+def _split_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+# --- runtime secret -----------------------------------------------------------------------
+
+
+def with_jwt_secret(settings: Settings) -> Settings:
+    """Development without JWT_SECRET: a random secret kept in the data directory (with a warning)."""
+    if settings.auth.jwt_secret:
+        return settings
+    path = settings.data_dir / "jwt-secret"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        secret = path.read_text(encoding="utf-8").strip()
+    else:
+        secret = secrets.token_urlsafe(48)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(secret + "\n")
+    log.warning("JWT_SECRET is not set: using the development secret kept in %s (never do this in production)", path)
+    return attrs.evolve(settings, auth=attrs.evolve(settings.auth, jwt_secret=secret))

@@ -1,0 +1,1 @@
+"""The domain: models, access policy and services. No aiohttp and no database driver here."""

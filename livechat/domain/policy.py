@@ -1,0 +1,136 @@
+"""Who may do what: the one place for access rules, used by REST and WebSocket alike.
+
+Each action has a rule: the roles that may attempt it at all (checked first, before the request
+is even parsed) and the relationships to the conversation that let a user of such a role act on
+one (checked once the conversation is loaded). The error texts are part of the rule, because
+the contract words them differently for HTTP and for the WebSocket events.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from attrs import frozen
+from bson import ObjectId
+
+from livechat.domain.models import Conversation, Role, User
+from livechat.errors import FORBIDDEN, Forbidden
+
+FORBIDDEN_FOR_ROLE = "Forbidden for this role"
+NOT_ALLOWED = "Not allowed to access this conversation"
+
+
+class Action(enum.Enum):
+    # REST
+    CREATE_CONVERSATION = "create conversation"
+    ASSIGN = "assign"
+    VIEW = "view conversation"
+    LIST_CONVERSATIONS = "list conversations"
+    CLOSE_OVER_HTTP = "close over HTTP"
+    READ_ANALYTICS = "read analytics"
+    LIST_SUPERVISORS = "list supervisors"
+    LIST_AGENTS = "list agents"
+    # WebSocket
+    JOIN = "join"
+    SEND = "send message"
+    LEAVE = "leave"
+    CLOSE_IN_CHAT = "close in chat"
+
+
+class Relation(enum.Enum):
+    """How a user stands to one conversation."""
+
+    ADMIN = "admin"
+    OWNER = "the candidate who opened it"
+    SUPERVISOR = "the supervisor it is addressed to"
+    ASSIGNED_AGENT = "the agent currently assigned"
+    NONE = "no relation"
+
+
+@frozen
+class Rule:
+    roles: frozenset[Role]
+    relations: frozenset[Relation] = frozenset()
+    role_error: str = FORBIDDEN
+    access_error: str = FORBIDDEN
+    # WebSocket events must not reveal whether an id exists: unknown reads like foreign.
+    unknown_is_forbidden: bool = False
+
+
+ANYONE = frozenset(Role)
+ADMIN, SUPERVISOR, AGENT, CANDIDATE = Role.ADMIN, Role.SUPERVISOR, Role.AGENT, Role.CANDIDATE
+R = Relation
+
+RULES: dict[Action, Rule] = {
+    Action.CREATE_CONVERSATION: Rule(frozenset({CANDIDATE})),
+    Action.ASSIGN: Rule(frozenset({SUPERVISOR}), frozenset({R.SUPERVISOR}), access_error="cannot assign agent"),
+    Action.VIEW: Rule(ANYONE, frozenset({R.ADMIN, R.OWNER, R.SUPERVISOR, R.ASSIGNED_AGENT})),
+    Action.LIST_CONVERSATIONS: Rule(ANYONE),
+    Action.CLOSE_OVER_HTTP: Rule(frozenset({ADMIN, SUPERVISOR}), frozenset({R.ADMIN, R.SUPERVISOR})),
+    Action.READ_ANALYTICS: Rule(frozenset({ADMIN})),
+    Action.LIST_SUPERVISORS: Rule(ANYONE),
+    Action.LIST_AGENTS: Rule(frozenset({ADMIN, SUPERVISOR})),
+    Action.JOIN: Rule(frozenset({CANDIDATE, AGENT}), frozenset({R.OWNER, R.ASSIGNED_AGENT}),
+                      FORBIDDEN_FOR_ROLE, NOT_ALLOWED, unknown_is_forbidden=True),
+    Action.SEND: Rule(frozenset({CANDIDATE, AGENT}), frozenset({R.OWNER, R.ASSIGNED_AGENT}),
+                      FORBIDDEN_FOR_ROLE, NOT_ALLOWED, unknown_is_forbidden=True),
+    Action.LEAVE: Rule(frozenset({CANDIDATE, AGENT}), role_error=FORBIDDEN_FOR_ROLE),
+    Action.CLOSE_IN_CHAT: Rule(frozenset({AGENT}), frozenset({R.ASSIGNED_AGENT}),
+                               FORBIDDEN_FOR_ROLE, NOT_ALLOWED, unknown_is_forbidden=True),
+}
+
+
+def relation(user: User, conv: Conversation) -> Relation:
+    if user.role is ADMIN:
+        return R.ADMIN
+    if user.role is CANDIDATE and conv.candidate_id == user.id:
+        return R.OWNER
+    if user.role is SUPERVISOR and conv.supervisor_id == user.id:
+        return R.SUPERVISOR
+    if user.role is AGENT and conv.agent_id == user.id:
+        return R.ASSIGNED_AGENT
+    return R.NONE
+
+
+def ensure_role(user: User, action: Action) -> None:
+    """The coarse gate: 403 before anything about the request is looked at."""
+    rule = RULES[action]
+    if user.role not in rule.roles:
+        raise Forbidden(rule.role_error)
+
+
+def ensure_access(user: User, action: Action, conv: Conversation) -> None:
+    """The relationship check on a loaded conversation."""
+    rule = RULES[action]
+    if user.role not in rule.roles:
+        raise Forbidden(rule.role_error)
+    if relation(user, conv) not in rule.relations:
+        raise Forbidden(rule.access_error)
+
+
+def can(user: User, action: Action, conv: Conversation) -> bool:
+    rule = RULES[action]
+    return user.role in rule.roles and relation(user, conv) in rule.relations
+
+
+def unknown_conversation_error(action: Action) -> Forbidden | None:
+    """What to raise for an unknown id: ``None`` means the caller's 404 stands."""
+    rule = RULES[action]
+    return Forbidden(rule.access_error) if rule.unknown_is_forbidden else None
+
+
+# --- accounts (CONTRACT.md B.6) ---------------------------------------------------------------
+
+
+def ensure_may_create_account(actor: User | None, role: Role, supervisor_id: ObjectId | None,
+                              *, open_signup: bool) -> None:
+    """Development (``open_signup``): anyone may take any role, as the seed allowed.
+    Production: the public may only become candidates; an admin may create any account;
+    a supervisor may create agents that report to itself."""
+    if open_signup or role is CANDIDATE:
+        return
+    if actor is not None and actor.role is ADMIN:
+        return
+    if actor is not None and actor.role is SUPERVISOR and role is AGENT and supervisor_id == actor.id:
+        return
+    raise Forbidden()

@@ -1,0 +1,147 @@
+"""The API edge's converter: strict parsing of request bodies and frames, and the JSON shapes.
+
+Parsing never coerces (no ``1 → "1"``, no ``None → "None"``): a value of the wrong type, an
+operator object such as ``{"$ne": null}`` where a string belongs, a malformed id or a string that
+is not valid Unicode is ``InvalidInput`` — the contract's 400 / ``Invalid request schema``.
+Keys the contract does not define are ignored (a smuggled ``role`` or ``_id`` changes nothing).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from datetime import datetime
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+from bson import ObjectId
+from cattrs.gen import make_dict_structure_fn, override
+
+from livechat.domain.models import Conversation, Message, Role, SupervisorStats, User
+from livechat.errors import InvalidInput
+
+T = TypeVar("T")
+
+_HEX_ID = re.compile(r"^[0-9a-fA-F]{24}$")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def parse_object_id(value: Any) -> ObjectId:
+    """A 24-hex-digit string, nothing else (``ObjectId(None)`` would mint a new id)."""
+    if isinstance(value, str) and _HEX_ID.match(value):
+        return ObjectId(value.lower())
+    raise InvalidInput()
+
+
+def _strict_str(value: Any, _: type) -> str:
+    if not isinstance(value, str) or _SURROGATE.search(value):
+        raise InvalidInput()
+    return value
+
+
+def _strict_int(value: Any, _: type) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput()
+    return value
+
+
+def _strict_enum(value: Any, cls: type[enum.Enum]) -> enum.Enum:
+    if not isinstance(value, str):
+        raise InvalidInput()
+    try:
+        return cls(value)
+    except ValueError:
+        raise InvalidInput() from None
+
+
+def _make_api_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=False)
+    # Simple types first: the attrs factory below captures whatever hooks exist when it runs.
+    conv.register_structure_hook(str, _strict_str)
+    conv.register_structure_hook(int, _strict_int)
+    conv.register_structure_hook(ObjectId, lambda v, _: parse_object_id(v))
+    conv.register_structure_hook_func(lambda t: isinstance(t, type) and issubclass(t, enum.Enum), _strict_enum)
+    conv.register_structure_hook_factory(
+        attrs.has,
+        lambda cls: make_dict_structure_fn(
+            cls, conv, **{f.name: override(rename=_camel(f.name)) for f in attrs.fields(cls)}
+        ),
+    )
+    return conv
+
+
+api = _make_api_converter()
+
+
+def parse(data: Any, cls: type[T]) -> T:
+    """Structure a JSON object into an attrs request class, or raise ``InvalidInput``."""
+    if not isinstance(data, dict):
+        raise InvalidInput()
+    try:
+        return api.structure(data, cls)
+    except InvalidInput:
+        raise
+    except Exception:  # cattrs' validation groups, attrs validators' ValueError/TypeError
+        raise InvalidInput() from None
+
+
+# --- responses: the contract's shapes (CONTRACT.md A.3/A.4), written out so they read as the spec
+
+
+def iso(dt: datetime | None) -> str | None:
+    """``2026-03-11T10:30:00.000Z``: the seed's Date.toISOString()."""
+    if dt is None:
+        return None
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def oid(value: ObjectId | None) -> str | None:
+    return str(value) if value is not None else None
+
+
+def user_view(user: User) -> dict[str, Any]:
+    data = {"_id": str(user.id), "name": user.name, "email": user.email, "role": user.role.value}
+    if user.role is Role.AGENT:
+        data["supervisorId"] = oid(user.supervisor_id)
+    return data
+
+
+def conversation_view(conv: Conversation) -> dict[str, Any]:
+    data = {
+        "_id": str(conv.id),
+        "status": conv.status.value,
+        "candidateId": str(conv.candidate_id),
+        "supervisorId": str(conv.supervisor_id),
+        "agentId": oid(conv.agent_id),
+        "createdAt": iso(conv.created_at),
+    }
+    if conv.closed_at is not None:
+        data["closedAt"] = iso(conv.closed_at)
+    return data
+
+
+def message_view(msg: Message) -> dict[str, Any]:
+    return {
+        "messageId": str(msg.id),
+        "conversationId": str(msg.conversation_id),
+        "seq": msg.seq,
+        "senderId": str(msg.sender_id),
+        "senderRole": msg.sender_role.value,
+        "content": msg.content,
+        "createdAt": iso(msg.created_at),
+    }
+
+
+def stats_view(stats: SupervisorStats) -> dict[str, Any]:
+    return {
+        "supervisorId": str(stats.supervisor_id),
+        "supervisorName": stats.supervisor_name,
+        "agents": stats.agents,
+        "conversationsHandled": stats.conversations_handled,
+    }

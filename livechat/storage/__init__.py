@@ -1,0 +1,1 @@
+"""Storage adapters: MongoDB repositories and the embedded development database."""

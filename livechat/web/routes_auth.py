@@ -1,0 +1,35 @@
+"""POST /auth/signup, POST /auth/login, GET /auth/me (CONTRACT.md A.4)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from livechat.domain.auth import LoginRequest, SignupRequest
+from livechat.keys import services_key
+from livechat.serialization import user_view
+from livechat.web.http import bearer_token, ok, parse_body
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/auth/signup")
+async def signup_handler(request: web.Request) -> web.Response:
+    auth = request.app[services_key].auth
+    token = bearer_token(request)
+    # A bearer token is optional here: an admin or supervisor creating staff accounts (B.6).
+    actor = await auth.authenticate(token) if "Authorization" in request.headers else None
+    user = await auth.signup(actor, await parse_body(request, SignupRequest))
+    return ok(user_view(user), status=201)
+
+
+@routes.post("/auth/login")
+async def login_handler(request: web.Request) -> web.Response:
+    req = await parse_body(request, LoginRequest)
+    token, user = await request.app[services_key].auth.login(req)
+    return ok({"token": token, "user": user_view(user)})
+
+
+@routes.get("/auth/me")
+async def me_handler(request: web.Request) -> web.Response:
+    user = await request.app[services_key].auth.me(bearer_token(request))
+    return ok(user_view(user))

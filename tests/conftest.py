@@ -1,0 +1,134 @@
+"""Test fixtures: one real SecantusDB process per session, a fresh database per test, and the
+real app served over real HTTP/WebSocket on a loopback port (pytest-aiohttp's test server)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import attrs
+import pytest
+from aiohttp import ClientResponse
+from aiohttp.test_utils import TestClient
+
+from livechat.app import create_app
+from livechat.config import AuthSettings, DatabaseSettings, Driver, Profile, Settings
+from livechat.storage.embedded import EmbeddedServer
+from livechat.web.access_log import AccessLogger
+
+TEST_SECRET = "test-secret-" + "x7Qp2" * 8  # >= 32 bytes: PyJWT warns below that, and warnings are errors
+PASSWORD = "correct horse battery"
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def mongo_uri() -> str:
+    """The session's database server: SecantusDB in memory, started once, stopped at the end."""
+    server = EmbeddedServer(os.environ.get("LIVECHAT_TEST_DB_COMMAND", "secantusd-py"), ":memory:")
+    server.start()
+    try:
+        server.wait_ready(30)
+        yield server.uri
+    finally:
+        server.stop()
+
+
+def make_settings(mongo_uri: str, *, profile: Profile = Profile.DEVELOPMENT,
+                  driver: Driver | None = None, **sections: Any) -> Settings:
+    driver = driver or Driver(os.environ.get("LIVECHAT_TEST_DRIVER", "motor"))
+    settings = Settings(
+        profile=profile,
+        database=DatabaseSettings(uri=mongo_uri, name=f"test_{next(_counter)}_{uuid.uuid4().hex[:8]}",
+                                  driver=driver, timeout_ms=2000),
+        auth=AuthSettings(jwt_secret=TEST_SECRET, bcrypt_rounds=4),
+    )
+    for section, changes in sections.items():
+        settings = attrs.evolve(settings, **{section: attrs.evolve(getattr(settings, section), **changes)})
+    return settings
+
+
+@pytest.fixture
+def settings(mongo_uri: str) -> Settings:
+    return make_settings(mongo_uri)
+
+
+@pytest.fixture
+def app_client(aiohttp_server, aiohttp_client) -> Callable[[Settings], Any]:
+    """Start the real app for some settings on a loopback port; return an HTTP/WS client for it."""
+
+    async def start(settings: Settings) -> TestClient:
+        server = await aiohttp_server(create_app(settings), access_log_class=AccessLogger)
+        return await aiohttp_client(server)
+
+    return start
+
+
+@pytest.fixture
+async def client(app_client, settings: Settings) -> TestClient:
+    return await app_client(settings)
+
+
+async def body(resp: ClientResponse) -> dict[str, Any]:
+    """The JSON envelope, after checking that it is one."""
+    assert resp.content_type == "application/json", await resp.text()
+    data = await resp.json()
+    assert isinstance(data, dict) and set(data) in ({"success", "data"}, {"success", "error"}), data
+    return data
+
+
+async def expect(resp: ClientResponse, status: int, error: str | None = None) -> Any:
+    """Assert status (and the exact error message); return ``data`` of a success envelope."""
+    data = await body(resp)
+    assert resp.status == status, (resp.status, data)
+    if status < 400:
+        assert data["success"] is True
+        return data["data"]
+    assert data["success"] is False
+    if error is not None:
+        assert data["error"] == error
+    return data["error"]
+
+
+class Api:
+    """Small helpers over the public API, so tests read as the steps a client takes."""
+
+    def __init__(self, client: TestClient) -> None:
+        self.client = client
+
+    async def signup(self, role: str = "candidate", *, name: str | None = None, email: str | None = None,
+                     password: str = PASSWORD, supervisor_id: str | None = None, token: str | None = None,
+                     status: int = 201) -> dict[str, Any]:
+        payload = {"name": name or f"{role.title()} {uuid.uuid4().hex[:6]}",
+                   "email": email or f"{role}-{uuid.uuid4().hex[:10]}@example.com",
+                   "password": password, "role": role}
+        if supervisor_id is not None:
+            payload["supervisorId"] = supervisor_id
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        resp = await self.client.post("/auth/signup", json=payload, headers=headers)
+        data = await expect(resp, status)
+        if status == 201:
+            data["password"] = password
+        return data
+
+    async def login(self, email: str, password: str = PASSWORD) -> str:
+        resp = await self.client.post("/auth/login", json={"email": email, "password": password})
+        return (await expect(resp, 200))["token"]
+
+    async def user(self, role: str = "candidate", **kwargs: Any) -> dict[str, Any]:
+        """Sign up and log in; the user's fields plus ``token``."""
+        data = await self.signup(role, **kwargs)
+        data["token"] = await self.login(data["email"], data["password"])
+        return data
+
+    @staticmethod
+    def auth(user_or_token: dict[str, Any] | str) -> dict[str, str]:
+        token = user_or_token if isinstance(user_or_token, str) else user_or_token["token"]
+        return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def api(client: TestClient) -> Api:
+    return Api(client)

@@ -1,0 +1,174 @@
+"""``python -m livechat`` as a real process: embedded database lifecycle, CLI, start-up failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from livechat.storage.embedded import free_port
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("LIVECHAT_") and k not in {"PORT", "MONGODB_URI", "JWT_SECRET", "CORS_ORIGIN"}}
+    env.update({"LIVECHAT_DATA_DIR": str(tmp_path / "data"), "LIVECHAT_AUTH_BCRYPT_ROUNDS": "4", **extra})
+    return env
+
+
+def http(method: str, url: str, payload: dict | None = None, token: str | None = None) -> tuple[int, dict]:
+    req = urllib.request.Request(url, method=method, data=json.dumps(payload).encode() if payload else None,
+                                 headers={"Content-Type": "application/json",
+                                          **({"Authorization": f"Bearer {token}"} if token else {})})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+class Server:
+    def __init__(self, tmp_path: Path, **env: str) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = tmp_path / f"server-{self.port}.log"
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "livechat", "serve", "--port", str(self.port)],
+                cwd=ROOT, env=run_env(tmp_path, **env), stdout=out, stderr=subprocess.STDOUT,
+            )
+
+    def wait_ready(self, timeout: float = 30) -> float:
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            assert self.proc.poll() is None, self.log.read_text()
+            try:
+                if http("GET", self.base + "/health/ready")[0] == 200:
+                    return time.monotonic() - started
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError("not ready in time:\n" + self.log.read_text())
+
+    def database_pid(self) -> int:
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid), "-f", "secantusd"], capture_output=True, text=True)
+        pids = [int(p) for p in out.stdout.split()]
+        assert len(pids) == 1, (out, self.log.read_text())
+        return pids[0]
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(20)
+
+
+def gone(pid: int, within: float = 10) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        try:  # reap it if it is our zombie grandchild re-parented to us (rare: we are not init)
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_embedded_database_starts_keeps_data_and_stops_with_livechat(tmp_path, sig):
+    server = Server(tmp_path)
+    try:
+        server.wait_ready()
+        db_pid = server.database_pid()
+        status, _ = http("POST", server.base + "/auth/signup",
+                         {"name": "Kept", "email": "kept@example.com", "password": "password123", "role": "admin"})
+        assert status == 201
+    finally:
+        code = server.stop(sig)
+    assert code == 0, server.log.read_text()
+    assert gone(db_pid), "the embedded database outlived livechat"
+    assert (tmp_path / "data" / "secantus").is_dir()
+    assert "jwt-secret" in server.log.read_text()  # the development-secret warning names the file
+    # Same data directory, new process: the account and the secret are still there.
+    again = Server(tmp_path)
+    try:
+        again.wait_ready()
+        status, data = http("POST", again.base + "/auth/login", {"email": "kept@example.com", "password": "password123"})
+        assert status == 200 and data["data"]["token"]
+    finally:
+        again.stop()
+
+
+def test_a_killed_livechat_leaves_no_orphan_database(tmp_path):
+    server = Server(tmp_path)
+    server.wait_ready()
+    db_pid = server.database_pid()
+    server.stop(signal.SIGKILL)
+    assert gone(db_pid), "the embedded database outlived a kill -9 of livechat"
+
+
+def test_start_up_fails_clearly_without_the_database_command(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "livechat"], cwd=ROOT, capture_output=True, text=True, timeout=30,
+                          env=run_env(tmp_path, LIVECHAT_DATABASE_EMBEDDED_COMMAND="no-such-secantusd"))
+    assert proc.returncode == 2
+    assert "no-such-secantusd" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"LIVECHAT_ENV": "production"}, "MONGODB_URI"),
+        ({"LIVECHAT_ENV": "production", "MONGODB_URI": "mongodb://127.0.0.1:1"}, "JWT_SECRET"),
+        ({"PORT": "http"}, "PORT"),
+        ({"LIVECHAT_SERVER_PROT": "1"}, "LIVECHAT_SERVER_PROT"),
+    ],
+)
+def test_bad_configuration_stops_start_up_with_one_line(tmp_path, env, message):
+    proc = subprocess.run([sys.executable, "-m", "livechat"], cwd=ROOT, capture_output=True, text=True, timeout=30,
+                          env=run_env(tmp_path, **env))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+
+
+def test_help_lists_commands_and_options():
+    out = subprocess.run([sys.executable, "-m", "livechat", "--help"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=30).stdout
+    for word in ("serve", "create-admin", "check-config", "--config"):
+        assert word in out
+
+
+def test_create_admin_is_idempotent_and_never_prints_the_password(tmp_path):
+    password = "Adm1n-pa55word-do-not-log"
+    env = run_env(tmp_path, LIVECHAT_ADMIN_PASSWORD=password)
+    cmd = [sys.executable, "-m", "livechat", "create-admin", "--email", "Root@Example.com", "--name", "Root"]
+    first = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    second = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0 and "created" in first.stdout, first.stderr
+    assert second.returncode == 0 and "already exists" in second.stdout, second.stderr
+    for proc in (first, second):
+        assert password not in proc.stdout + proc.stderr
+    server = Server(tmp_path, LIVECHAT_ADMIN_PASSWORD=password)
+    try:
+        server.wait_ready()
+        status, data = http("POST", server.base + "/auth/login", {"email": "root@example.com", "password": password})
+        assert status == 200
+        status, me = http("GET", server.base + "/auth/me", token=data["data"]["token"])
+        assert me["data"]["role"] == "admin"
+    finally:
+        server.stop()
+    assert password not in server.log.read_text()
