@@ -11,10 +11,15 @@ from attrs import frozen
 
 from livechat.config import ConfigError, Settings
 from livechat.domain.auth import AuthService, PasswordHasher, TokenCodec
+from livechat.domain.conversations import ConversationService
+from livechat.domain.messages import MessageService
+from livechat.domain.teams import TeamService
 from livechat.keys import services_key, settings_key
+from livechat.realtime import ws
+from livechat.realtime.hub import Hub
 from livechat.storage.embedded import embedded_database
 from livechat.storage.mongo import MongoStore, open_store, redact_uri
-from livechat.web import routes_auth, routes_health
+from livechat.web import routes_auth, routes_conversations, routes_health
 from livechat.web.middlewares import cors_middleware, error_middleware
 
 log = logging.getLogger(__name__)
@@ -23,7 +28,11 @@ log = logging.getLogger(__name__)
 @frozen
 class Services:
     store: MongoStore
+    hub: Hub
     auth: AuthService
+    conversations: ConversationService
+    teams: TeamService
+    messages: MessageService
 
 
 @contextlib.asynccontextmanager
@@ -41,18 +50,26 @@ async def database_uri(settings: Settings) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def open_services(settings: Settings) -> AsyncIterator[Services]:
-    """Database (embedded if need be), repositories, hashing threads: everything with a lifetime."""
+async def open_services(settings: Settings, hub: Hub | None = None) -> AsyncIterator[Services]:
+    """Database (embedded if need be), repositories, hashing threads, the message writer:
+    everything with a lifetime, started in order and stopped in reverse."""
     if not settings.auth.jwt_secret:
         raise ConfigError("auth.jwt_secret: no JWT secret (call config.with_jwt_secret first)")
+    hub = hub or Hub(settings.ws.max_sockets_per_user)
     hasher = PasswordHasher(settings.auth.bcrypt_rounds, settings.auth.hash_threads)
     try:
         async with database_uri(settings) as uri, open_store(settings.database, uri) as store:
             tokens = TokenCodec(settings.auth.jwt_secret, settings.auth.jwt_expires_in, settings.auth.jwt_leeway)
-            yield Services(
-                store=store,
-                auth=AuthService(store.users, hasher, tokens, open_signup=not settings.is_production),
-            )
+            messages = MessageService(store.conversations, store.messages, hub)
+            async with messages.running():
+                yield Services(
+                    store=store,
+                    hub=hub,
+                    auth=AuthService(store.users, hasher, tokens, open_signup=not settings.is_production),
+                    conversations=ConversationService(store.conversations, store.users, store.messages, hub),
+                    teams=TeamService(store.users, store.conversations),
+                    messages=messages,
+                )
     finally:
         hasher.close()
 
@@ -63,13 +80,20 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=settings.server.max_body_bytes,
     )
     app[settings_key] = settings
+    hub = Hub(settings.ws.max_sockets_per_user)
 
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
-        async with open_services(settings) as services:
+        async with open_services(settings, hub) as services:
             app[services_key] = services
             yield
 
+    async def close_websockets(app: web.Application) -> None:
+        # on_shutdown runs before cleanup: sockets get 1001 after their queued events, while
+        # the database and the message writer are still there.
+        await hub.close_all(timeout=settings.server.shutdown_timeout)
+
     app.cleanup_ctx.append(services_ctx)
-    for table in (routes_health.routes, routes_auth.routes):
+    app.on_shutdown.append(close_websockets)
+    for table in (routes_health.routes, routes_auth.routes, routes_conversations.routes, ws.routes):
         app.add_routes(table)
     return app

@@ -90,12 +90,25 @@ class HttpSettings:
 
 
 @frozen
+class WebSocketSettings:
+    heartbeat: float = field(default=30.0, validator=_between(1, 3600))
+    max_frame_bytes: int = field(default=64 * 1024, validator=_between(1024, 16 * 1024 * 1024))
+    outbox_size: int = field(default=1024, validator=_between(8, 1_000_000))
+    send_timeout: float = field(default=10.0, validator=_between(0.1, 600))
+    max_sockets_per_user: int = field(default=20, validator=_between(1, 10_000))
+    rate_burst: int = field(default=200, validator=_between(1, 1_000_000))
+    rate_per_second: float = field(default=20.0, validator=_between(0.1, 1_000_000))
+    abuse_strikes: int = field(default=100, validator=_between(1, 1_000_000))
+
+
+@frozen
 class Settings:
     profile: Profile = Profile.DEVELOPMENT
     server: ServerSettings = ServerSettings()
     database: DatabaseSettings = DatabaseSettings()
     auth: AuthSettings = AuthSettings()
     http: HttpSettings = HttpSettings()
+    ws: WebSocketSettings = WebSocketSettings()
 
     @property
     def is_production(self) -> bool:
@@ -119,6 +132,7 @@ SECTIONS: dict[str, type] = {
     "database": DatabaseSettings,
     "auth": AuthSettings,
     "http": HttpSettings,
+    "ws": WebSocketSettings,
 }
 
 # The seed's variable names, kept so that existing deployments work unchanged.

@@ -119,6 +119,14 @@ def unknown_conversation_error(action: Action) -> Forbidden | None:
     return Forbidden(rule.access_error) if rule.unknown_is_forbidden else None
 
 
+def listing_scope(user: User) -> dict[str, ObjectId]:
+    """Which conversations a user sees in lists (B.7): the same relationships as VIEW."""
+    if user.role is ADMIN:
+        return {}
+    field = {CANDIDATE: "candidate_id", SUPERVISOR: "supervisor_id", AGENT: "agent_id"}[user.role]
+    return {field: user.id}
+
+
 # --- accounts (CONTRACT.md B.6) ---------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ Driver failures become ``Unavailable`` (503) and duplicate keys become domain er
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import inspect
@@ -25,7 +26,9 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 from cattrs.preconf.bson import make_converter
 
 from livechat.config import DatabaseSettings, Driver
-from livechat.domain.models import Conversation, Message, Role, User
+from livechat.domain.models import (Conversation, ConversationStatus, Message, Role, SupervisorStats, User,
+                                    utcnow)
+from livechat.domain.ports import DuplicateOf
 from livechat.errors import Conflict, Unavailable
 
 log = logging.getLogger(__name__)
@@ -143,15 +146,187 @@ class MongoUserRepo:
         return [from_document(d, User) for d in docs]
 
 
+ACTIVE = [ConversationStatus.OPEN.value, ConversationStatus.ASSIGNED.value]
+
+
+class MongoConversationRepo:
+    def __init__(self, collection: Any, users: Any) -> None:
+        self._c = collection
+        self._users = users
+
+    async def ensure_indexes(self) -> None:
+        # One active conversation per candidate, enforced by the database (CONTRACT.md A.4).
+        await self._c.create_index("candidateId", unique=True, name="one_active_per_candidate",
+                                   partialFilterExpression={"status": {"$in": ACTIVE}})
+        await self._c.create_index([("candidateId", 1), ("_id", -1)], name="by_candidate")
+        await self._c.create_index([("supervisorId", 1), ("_id", -1)], name="by_supervisor")
+        await self._c.create_index([("agentId", 1), ("_id", -1)], name="by_agent")
+        await self._c.create_index([("status", 1), ("agentId", 1)], name="by_status_agent")
+
+    @translate_errors
+    async def insert(self, conv: Conversation) -> Conversation:
+        try:
+            await self._c.insert_one(to_document(conv))
+        except pymongo.errors.DuplicateKeyError:
+            raise Conflict("Candidate already has an active conversation") from None
+        return conv
+
+    @translate_errors
+    async def get(self, conv_id: ObjectId) -> Conversation | None:
+        doc = await self._c.find_one({"_id": conv_id})
+        return from_document(doc, Conversation) if doc else None
+
+    @translate_errors
+    async def get_many(self, conv_ids: list[ObjectId]) -> dict[ObjectId, Conversation]:
+        docs = await self._c.find({"_id": {"$in": conv_ids}}).to_list(None)
+        return {d["_id"]: from_document(d, Conversation) for d in docs}
+
+    async def _update(self, query: dict[str, Any], update: dict[str, Any]) -> Conversation | None:
+        doc = await self._c.find_one_and_update(query, update, return_document=pymongo.ReturnDocument.AFTER)
+        return from_document(doc, Conversation) if doc else None
+
+    @translate_errors
+    async def set_agent(self, conv_id: ObjectId, supervisor_id: ObjectId, agent_id: ObjectId) -> Conversation | None:
+        """Assign (or reassign) unless closed meanwhile; ``None`` if the condition no longer holds."""
+        return await self._update(
+            {"_id": conv_id, "supervisorId": supervisor_id, "status": {"$in": ACTIVE}},
+            {"$set": {"agentId": agent_id}},
+        )
+
+    @translate_errors
+    async def mark_assigned(self, conv_id: ObjectId, agent_id: ObjectId) -> Conversation | None:
+        """The assigned agent's first join: open → assigned."""
+        return await self._update(
+            {"_id": conv_id, "agentId": agent_id, "status": ConversationStatus.OPEN.value},
+            {"$set": {"status": ConversationStatus.ASSIGNED.value}},
+        )
+
+    @translate_errors
+    async def close(self, conv_id: ObjectId, expected: ConversationStatus, *,
+                    agent_id: ObjectId | None = None) -> Conversation | None:
+        """Close if still in ``expected`` status (and still the agent's); ``None`` otherwise."""
+        query: dict[str, Any] = {"_id": conv_id, "status": expected.value}
+        if agent_id is not None:
+            query["agentId"] = agent_id
+        return await self._update(
+            query, {"$set": {"status": ConversationStatus.CLOSED.value, "closedAt": utcnow()}}
+        )
+
+    @translate_errors
+    async def list(self, *, scope: dict[str, ObjectId], status: ConversationStatus | None,
+                   before: ObjectId | None, limit: int) -> list[Conversation]:
+        """Newest first; ``scope`` is a field → id filter such as ``{"supervisor_id": …}``."""
+        query: dict[str, Any] = {_camel(k): v for k, v in scope.items()}
+        if status is not None:
+            query["status"] = status.value
+        if before is not None:
+            query["_id"] = {"$lt": before}
+        docs = await self._c.find(query).sort("_id", -1).limit(limit).to_list(None)
+        return [from_document(d, Conversation) for d in docs]
+
+    @translate_errors
+    async def supervisor_stats(self) -> list[SupervisorStats]:
+        """Analytics in two aggregations, whatever the number of supervisors: agents per
+        supervisor from ``users``, closed conversations per supervisor from ``conversations``."""
+        handled_pipeline = [
+            {"$match": {"status": ConversationStatus.CLOSED.value, "agentId": {"$ne": None}}},
+            {"$group": {"_id": "$agentId", "n": {"$sum": 1}}},
+            {"$lookup": {"from": self._users.name, "localField": "_id", "foreignField": "_id", "as": "agent"}},
+            {"$unwind": "$agent"},
+            {"$match": {"agent.role": Role.AGENT.value}},
+            {"$group": {"_id": "$agent.supervisorId", "handled": {"$sum": "$n"}}},
+        ]
+        is_supervisor = {"$eq": ["$role", Role.SUPERVISOR.value]}
+        teams_pipeline = [
+            {"$match": {"role": {"$in": [Role.SUPERVISOR.value, Role.AGENT.value]}}},
+            {"$group": {
+                "_id": {"$cond": [is_supervisor, "$_id", "$supervisorId"]},
+                "name": {"$max": {"$cond": [is_supervisor, "$name", None]}},
+                "isSupervisor": {"$max": is_supervisor},
+                "agents": {"$sum": {"$cond": [{"$eq": ["$role", Role.AGENT.value]}, 1, 0]}},
+            }},
+            {"$match": {"isSupervisor": True}},
+            {"$sort": {"name": 1, "_id": 1}},
+        ]
+        handled_cursor, teams_cursor = await asyncio.gather(
+            _maybe_await(self._c.aggregate(handled_pipeline)),
+            _maybe_await(self._users.aggregate(teams_pipeline)),
+        )
+        handled = {row["_id"]: row["handled"] async for row in handled_cursor}
+        return [
+            SupervisorStats(supervisor_id=row["_id"], supervisor_name=row["name"], agents=row["agents"],
+                            conversations_handled=handled.get(row["_id"], 0))
+            async for row in teams_cursor
+        ]
+
+
+class MongoMessageRepo:
+    def __init__(self, collection: Any) -> None:
+        self._c = collection
+
+    async def ensure_indexes(self) -> None:
+        # Contiguous, unique order per conversation (CONTRACT.md B.1) and idempotent resends (B.2).
+        await self._c.create_index([("conversationId", 1), ("seq", 1)], unique=True, name="seq_unique")
+        await self._c.create_index([("conversationId", 1), ("senderId", 1), ("clientMessageId", 1)],
+                                   unique=True, name="client_message_unique",
+                                   partialFilterExpression={"clientMessageId": {"$type": "string"}})
+
+    @translate_errors
+    async def insert_ordered(self, messages: list[Message]) -> tuple[int, DuplicateOf | None]:
+        """Insert in one round trip, in order, stopping at the first duplicate key.
+
+        Returns how many were stored (a prefix of ``messages``) and which uniqueness stopped it:
+        ``DuplicateOf.SEQ`` (another writer took that seq) or ``DuplicateOf.CLIENT_MESSAGE`` (a resend).
+        """
+        if not messages:
+            return 0, None
+        try:
+            await self._c.insert_many([to_document(m) for m in messages], ordered=True)
+        except pymongo.errors.BulkWriteError as exc:
+            stored = exc.details.get("nInserted", 0)
+            errors = exc.details.get("writeErrors", [])
+            if not errors or errors[0].get("code") != 11000:
+                raise
+            key = errors[0].get("keyPattern") or {}
+            return stored, DuplicateOf.CLIENT_MESSAGE if "clientMessageId" in key else DuplicateOf.SEQ
+        return len(messages), None
+
+    @translate_errors
+    async def top_seqs(self, conv_ids: list[ObjectId]) -> dict[ObjectId, int]:
+        """The highest stored seq of each conversation (absent: none stored yet)."""
+        cursor = await _maybe_await(self._c.aggregate([
+            {"$match": {"conversationId": {"$in": conv_ids}}},
+            {"$group": {"_id": "$conversationId", "top": {"$max": "$seq"}}},
+        ]))
+        return {row["_id"]: row["top"] async for row in cursor}
+
+    @translate_errors
+    async def by_client_id(self, conv_id: ObjectId, sender_id: ObjectId, client_message_id: str) -> Message | None:
+        doc = await self._c.find_one({"conversationId": conv_id, "senderId": sender_id,
+                                      "clientMessageId": client_message_id})
+        return from_document(doc, Message) if doc else None
+
+    @translate_errors
+    async def page(self, conv_id: ObjectId, *, after_seq: int = 0, limit: int | None = None) -> list[Message]:
+        """Messages with ``seq > after_seq``, oldest first; all of them when ``limit`` is None."""
+        cursor = self._c.find({"conversationId": conv_id, "seq": {"$gt": after_seq}}).sort("seq", 1)
+        if limit is not None:
+            cursor = cursor.limit(limit)
+        return [from_document(d, Message) for d in await cursor.to_list(None)]
+
+
 class MongoStore:
     """One database: its repositories plus the health probe."""
 
     def __init__(self, db: Any) -> None:
         self._db = db
         self.users = MongoUserRepo(db["users"])
+        self.conversations = MongoConversationRepo(db["conversations"], db["users"])
+        self.messages = MongoMessageRepo(db["messages"])
 
     async def ensure_indexes(self) -> None:
-        await self.users.ensure_indexes()
+        for repo in (self.users, self.conversations, self.messages):
+            await repo.ensure_indexes()
 
     async def ping(self) -> None:
         """Raise ``Unavailable`` unless the server answers."""

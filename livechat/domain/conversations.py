@@ -1,0 +1,143 @@
+"""Conversation rules: create, assign, view, close, list, history — shared by REST and WebSocket.
+
+Every method checks in the contract's order (CONTRACT.md A.1): role (403) → the request was
+already parsed by the edge (400) → existence (404) → relationship (403) → state (400/409).
+State changes are single conditional updates in storage, so a race can only ever lose cleanly.
+"""
+
+from __future__ import annotations
+
+from attrs import frozen
+from bson import ObjectId
+
+from livechat.domain import policy
+from livechat.domain.models import Conversation, ConversationStatus, Message, Role, User
+from livechat.domain.policy import Action
+from livechat.domain.ports import ConversationRepo, EventPublisher, MessageRepo, UserRepo
+from livechat.errors import Forbidden, InvalidInput, InvalidState, NotFound
+
+ALREADY_CLOSED = "Conversation already closed"
+NOT_OPEN = "Conversation is not open"
+NOT_YET_ASSIGNED = "Conversation not yet assigned"
+CONVERSATION_CLOSED = "CONVERSATION_CLOSED"
+
+
+@frozen
+class CreateConversation:
+    supervisor_id: ObjectId
+
+
+@frozen
+class AssignAgent:
+    agent_id: ObjectId
+
+
+@frozen
+class Page:
+    messages: list[Message]
+    next_after_seq: int | None
+
+
+class ConversationService:
+    def __init__(self, conversations: ConversationRepo, users: UserRepo, messages: MessageRepo,
+                 events: EventPublisher) -> None:
+        self._conversations = conversations
+        self._users = users
+        self._messages = messages
+        self._events = events
+
+    async def load(self, user: User, action: Action, conv_id: ObjectId) -> Conversation:
+        """The conversation, if ``user`` may do ``action`` on it (404/403 otherwise)."""
+        policy.ensure_role(user, action)
+        conv = await self._conversations.get(conv_id)
+        if conv is None:
+            raise policy.unknown_conversation_error(action) or NotFound("Conversation not found")
+        policy.ensure_access(user, action, conv)
+        return conv
+
+    async def create(self, user: User, req: CreateConversation) -> Conversation:
+        policy.ensure_role(user, Action.CREATE_CONVERSATION)
+        supervisor = await self._users.get(req.supervisor_id)
+        if supervisor is None:
+            raise NotFound("Supervisor not found")
+        if supervisor.role is not Role.SUPERVISOR:
+            raise InvalidInput("Invalid supervisor role")
+        return await self._conversations.insert(Conversation.new(candidate_id=user.id, supervisor_id=supervisor.id))
+
+    async def assign(self, user: User, conv_id: ObjectId, req: AssignAgent) -> Conversation:
+        conv = await self.load(user, Action.ASSIGN, conv_id)
+        if conv.status is ConversationStatus.CLOSED:
+            raise InvalidState(ALREADY_CLOSED)
+        agent = await self._users.get(req.agent_id)
+        if agent is None:
+            raise NotFound("Agent not found")
+        if agent.role is not Role.AGENT:
+            raise InvalidInput("Invalid agent role")
+        if agent.supervisor_id != user.id:
+            raise Forbidden("Agent doesn't belong to you")
+        updated = await self._conversations.set_agent(conv.id, user.id, agent.id)
+        if updated is None:  # closed between our read and our write
+            raise InvalidState(ALREADY_CLOSED)
+        if conv.agent_id is not None and conv.agent_id != agent.id:
+            self._events.evict(conv.id, conv.agent_id)  # the previous agent loses access at once
+        return updated
+
+    async def get(self, user: User, conv_id: ObjectId) -> tuple[Conversation, list[Message]]:
+        conv = await self.load(user, Action.VIEW, conv_id)
+        return conv, await self._messages.page(conv.id)
+
+    async def history(self, user: User, conv_id: ObjectId, *, after_seq: int, limit: int) -> Page:
+        conv = await self.load(user, Action.VIEW, conv_id)
+        messages = await self._messages.page(conv.id, after_seq=after_seq, limit=limit)
+        return Page(messages, messages[-1].seq if len(messages) == limit else None)
+
+    async def close_over_http(self, user: User, conv_id: ObjectId) -> Conversation:
+        """Admin or owning supervisor; only ``open`` conversations (assigned ones close in chat)."""
+        conv = await self.load(user, Action.CLOSE_OVER_HTTP, conv_id)
+        if conv.status is ConversationStatus.CLOSED:
+            raise InvalidState(ALREADY_CLOSED)
+        if conv.status is ConversationStatus.ASSIGNED:
+            raise InvalidState(NOT_OPEN)
+        closed = await self._conversations.close(conv.id, ConversationStatus.OPEN)
+        if closed is None:
+            current = await self._conversations.get(conv.id)
+            if current is None or current.status is ConversationStatus.CLOSED:
+                raise InvalidState(ALREADY_CLOSED)
+            raise InvalidState(NOT_OPEN)
+        self._events.close_room(closed.id, CONVERSATION_CLOSED, {"conversationId": str(closed.id)})
+        return closed
+
+    async def close_in_chat(self, user: User, conv_id: ObjectId) -> Conversation:
+        """The assigned agent closes an ``assigned`` conversation (WebSocket CLOSE_CONVERSATION)."""
+        conv = await self.load(user, Action.CLOSE_IN_CHAT, conv_id)
+        if conv.status is ConversationStatus.CLOSED:
+            raise InvalidState(ALREADY_CLOSED)
+        if conv.status is ConversationStatus.OPEN:
+            raise InvalidState(NOT_YET_ASSIGNED)
+        closed = await self._conversations.close(conv.id, ConversationStatus.ASSIGNED, agent_id=user.id)
+        if closed is None:
+            current = await self._conversations.get(conv.id)
+            if current is None or current.status is ConversationStatus.CLOSED:
+                raise InvalidState(ALREADY_CLOSED)
+            if current.agent_id != user.id:
+                raise Forbidden(policy.NOT_ALLOWED)
+            raise InvalidState(NOT_YET_ASSIGNED)
+        self._events.close_room(closed.id, CONVERSATION_CLOSED, {"conversationId": str(closed.id)})
+        return closed
+
+    async def join(self, user: User, conv_id: ObjectId) -> Conversation:
+        """May ``user`` be in the room? The assigned agent's first join moves open → assigned."""
+        conv = await self.load(user, Action.JOIN, conv_id)
+        if conv.status is ConversationStatus.CLOSED:
+            raise InvalidState(ALREADY_CLOSED)
+        if user.role is Role.AGENT and conv.status is ConversationStatus.OPEN:
+            conv = await self._conversations.mark_assigned(conv.id, user.id) or await self.load(user, Action.JOIN, conv_id)
+            if conv.status is ConversationStatus.CLOSED:
+                raise InvalidState(ALREADY_CLOSED)
+        return conv
+
+    async def list(self, user: User, *, status: ConversationStatus | None, before: ObjectId | None,
+                   limit: int) -> list[Conversation]:
+        policy.ensure_role(user, Action.LIST_CONVERSATIONS)
+        return await self._conversations.list(scope=policy.listing_scope(user), status=status,
+                                              before=before, limit=limit)

@@ -1,0 +1,193 @@
+"""The message path (DESIGN.md §4): validate → policy → persist → ack → publish.
+
+Sends are queued to one writer task that persists them in batches, across conversations:
+per batch one read of the conversations (is it still open, is the sender still a party) and
+one ordered ``insert_many``. Only then is anyone told — the sender gets ``MESSAGE_SENT``, the
+room ``NEW_MESSAGE`` — in seq order, so every receiver and the history see the same order.
+The first message of a quiet period waits for no timer; while a batch is being written, the
+next one gathers, so batches grow exactly when load does.
+
+``seq`` is allocated here from a per-conversation counter (loaded from the database on first
+use) and guarded by the unique index on ``(conversationId, seq)``: if another process wrote the
+same seq, the counter is reloaded and the rest renumbered, so seqs stay contiguous and each
+sender's order is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import attrs
+from attrs import define, field, frozen
+from bson import ObjectId
+
+from livechat.domain import policy
+from livechat.domain.models import ConversationStatus, Message, User, utcnow
+from livechat.domain.policy import Action
+from livechat.domain.ports import ConversationRepo, DuplicateOf, EventPublisher, Member, MessageRepo
+from livechat.errors import INTERNAL, UNAVAILABLE, DomainError
+from livechat.serialization import iso, message_view
+
+log = logging.getLogger(__name__)
+
+NEW_MESSAGE = "NEW_MESSAGE"
+MESSAGE_SENT = "MESSAGE_SENT"
+ERROR = "ERROR"
+ALREADY_CLOSED = "Conversation already closed"
+MAX_CONTENT_CHARS = 10_000
+
+
+@frozen
+class Draft:
+    """A validated send, waiting to be stored."""
+
+    sender: User
+    origin: Member  # the sending socket: gets the ack or the error, not the broadcast
+    conversation_id: ObjectId
+    content: str
+    client_message_id: str | None
+
+
+@define
+class _Pending:
+    draft: Draft
+    message: Message | None = None
+
+
+@define
+class MessageService:
+    conversations: ConversationRepo
+    messages: MessageRepo
+    events: EventPublisher
+    max_batch: int = 512
+    max_queued: int = 50_000
+    _queue: asyncio.Queue[Draft | None] = field(init=False, factory=asyncio.Queue)
+    _next_seq: dict[ObjectId, int] = field(init=False, factory=dict)
+
+    def submit(self, draft: Draft) -> None:
+        """Queue a send; its outcome reaches ``draft.origin`` (ack/error) and the room."""
+        if self._queue.qsize() >= self.max_queued:
+            self._reply_error(draft, UNAVAILABLE)
+            return
+        self._queue.put_nowait(draft)
+
+    @contextlib.asynccontextmanager
+    async def running(self, drain_timeout: float = 10.0) -> AsyncIterator[None]:
+        """Run the writer for the app's lifetime; on exit, what was queued is still written."""
+        task = asyncio.create_task(self._run(), name="message-writer")
+        try:
+            yield
+        finally:
+            self._queue.put_nowait(None)  # written after everything queued before it
+            try:
+                await asyncio.wait_for(task, drain_timeout)
+            except TimeoutError:
+                log.error("message writer did not drain within %.0fs", drain_timeout)
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            stop = batch[-1] is None
+            batch = [d for d in batch if d is not None]
+            await self._write_batch(batch)
+            if stop:
+                return
+
+    async def _write_batch(self, batch: list[Draft]) -> None:
+        answered: set[int] = set()  # id() of drafts whose sender has its answer already
+        try:
+            await self._write(batch, answered)
+        except DomainError as exc:  # database outage: nothing unstored was told, the senders hear why
+            self._fail(batch, answered, exc.message)
+        except Exception:
+            log.exception("message batch of %d failed", len(batch))
+            self._fail(batch, answered, INTERNAL)
+
+    def _fail(self, batch: list[Draft], answered: set[int], message: str) -> None:
+        """We do not know what a failed write stored: reload those counters, tell the senders."""
+        for draft in batch:
+            self._next_seq.pop(draft.conversation_id, None)
+            if id(draft) not in answered:
+                self._reply_error(draft, message)
+
+    async def _write(self, batch: list[Draft], answered: set[int]) -> None:
+        conv_ids = list({d.conversation_id for d in batch})
+        convs = await self.conversations.get_many(conv_ids)
+        accepted: list[_Pending] = []
+        for draft in batch:
+            conv = convs.get(draft.conversation_id)
+            if conv is None or not policy.can(draft.sender, Action.SEND, conv):
+                self._reply_error(draft, policy.NOT_ALLOWED)
+                answered.add(id(draft))
+            elif conv.status is ConversationStatus.CLOSED:
+                self._reply_error(draft, ALREADY_CLOSED)
+                answered.add(id(draft))
+            else:
+                accepted.append(_Pending(draft))
+        if not accepted:
+            return
+        unknown = [c for c in conv_ids if c not in self._next_seq]
+        if unknown:
+            tops = await self.messages.top_seqs(unknown)
+            for conv_id in unknown:
+                self._next_seq[conv_id] = tops.get(conv_id, 0) + 1
+        for item in accepted:
+            item.message = self._new_message(item.draft)
+        await self._store(accepted, answered)
+
+    async def _store(self, pending: list[_Pending], answered: set[int]) -> None:
+        while pending:
+            stored, duplicate = await self.messages.insert_ordered([p.message for p in pending])
+            for item in pending[:stored]:
+                self._deliver(item.draft, item.message, fresh=True)
+                answered.add(id(item.draft))
+            if duplicate is None:
+                return
+            failed, rest = pending[stored], pending[stored + 1:]
+            conv_id = failed.draft.conversation_id
+            if duplicate is DuplicateOf.CLIENT_MESSAGE:
+                original = await self.messages.by_client_id(conv_id, failed.draft.sender.id,
+                                                            failed.draft.client_message_id)
+                if original is not None:
+                    self._deliver(failed.draft, original, fresh=False)
+                    answered.add(id(failed.draft))
+                self._next_seq[conv_id] = failed.message.seq  # its seq was not used
+                pending = rest
+            else:  # another writer took this seq: start again from the stored top
+                top = (await self.messages.top_seqs([conv_id])).get(conv_id, 0)
+                self._next_seq[conv_id] = top + 1
+                pending = [failed, *rest]
+            for item in pending:  # renumber the conversation's remaining messages, order kept
+                if item.draft.conversation_id == conv_id:
+                    item.message = attrs.evolve(item.message, seq=self._take_seq(conv_id))
+
+    def _new_message(self, draft: Draft) -> Message:
+        return Message(id=ObjectId(), conversation_id=draft.conversation_id, seq=self._take_seq(draft.conversation_id),
+                       sender_id=draft.sender.id, sender_role=draft.sender.role, content=draft.content,
+                       created_at=utcnow(), client_message_id=draft.client_message_id)
+
+    def _take_seq(self, conv_id: ObjectId) -> int:
+        seq = self._next_seq[conv_id]
+        self._next_seq[conv_id] = seq + 1
+        return seq
+
+    def _deliver(self, draft: Draft, message: Message, *, fresh: bool) -> None:
+        if draft.client_message_id is not None:
+            draft.origin.send(MESSAGE_SENT, {
+                "conversationId": str(message.conversation_id), "clientMessageId": draft.client_message_id,
+                "messageId": str(message.id), "seq": message.seq, "createdAt": iso(message.created_at),
+            })
+        if fresh:  # a resend is acknowledged again but never broadcast again
+            self.events.publish(message.conversation_id, NEW_MESSAGE, message_view(message), exclude=draft.origin)
+
+    @staticmethod
+    def _reply_error(draft: Draft, message: str) -> None:
+        data = {"message": message}
+        if draft.client_message_id is not None:
+            data["clientMessageId"] = draft.client_message_id
+        draft.origin.send(ERROR, data)

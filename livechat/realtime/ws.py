@@ -1,0 +1,214 @@
+"""GET /ws: authenticate, then one receive loop per socket that parses frames and calls services.
+
+Replies and broadcasts never write to a socket directly: they go through the socket's outbox
+(realtime/hub.py), so this loop never waits on a slow peer. Errors become ``ERROR`` events and
+the socket stays open — except a bad token (4401), a flood (1008), a binary frame (1003), an
+oversize frame (1009, by aiohttp) and a bug in our own handling (1011, logged with the request id).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import WSMsgType, web
+
+from livechat.domain import policy
+from livechat.domain.messages import Draft
+from livechat.domain.models import User
+from livechat.domain.policy import Action
+from livechat.errors import DomainError, Forbidden, InvalidInput, Unauthenticated
+from livechat.keys import request_id_key, services_key, settings_key
+from livechat.realtime import protocol as p
+from livechat.realtime.hub import Connection, encode
+from livechat.serialization import message_view, parse
+from livechat.web.http import bearer_token
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
+REPLAY_PAGE = 500
+
+
+class TokenBucket:
+    """``burst`` at once, then ``rate`` per second."""
+
+    def __init__(self, burst: int, rate: float) -> None:
+        self.capacity, self.rate = float(burst), rate
+        self.tokens, self.stamp = float(burst), time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+def origin_allowed(request: web.Request) -> bool:
+    """Browsers send Origin; other clients do not, and are allowed. Same-origin always is."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    settings = request.app[settings_key]
+    if origin in settings.http.allowed_origins:
+        return True
+    parts = urlsplit(origin)
+    if parts.netloc and parts.netloc == request.host:
+        return True
+    return not settings.is_production and not settings.http.allowed_origins and parts.hostname in LOOPBACK_HOSTS
+
+
+@routes.get("/ws")
+async def ws_handler(request: web.Request) -> web.StreamResponse:
+    if not origin_allowed(request):
+        raise Forbidden()
+    settings = request.app[settings_key].ws
+    services = request.app[services_key]
+    ws = web.WebSocketResponse(heartbeat=settings.heartbeat, max_msg_size=settings.max_frame_bytes)
+    try:
+        user = await services.auth.authenticate(request.query.get("token") or bearer_token(request))
+    except DomainError as exc:
+        await ws.prepare(request)
+        await ws.send_str(encode(p.ERROR, {"message": p.UNAUTHORIZED if isinstance(exc, Unauthenticated)
+                                           else exc.message}))
+        await ws.close(code=p.CLOSE_UNAUTHORIZED if isinstance(exc, Unauthenticated) else 1013,
+                       message=b"unauthorized")
+        return ws
+    await ws.prepare(request)
+    conn = Connection(ws, user, outbox_size=settings.outbox_size, send_timeout=settings.send_timeout,
+                      request_id=request[request_id_key], transport=request.transport)
+    if not services.hub.register(conn):
+        conn.send(p.ERROR, {"message": p.TOO_MANY_CONNECTIONS})
+        conn.close_soon(p.CLOSE_POLICY, "too many connections")
+        await conn.wait_closed(settings.send_timeout)
+        return ws
+    session = Session(services, conn, TokenBucket(settings.rate_burst, settings.rate_per_second),
+                      settings.abuse_strikes)
+    try:
+        async for msg in ws:
+            if msg.type is WSMsgType.TEXT:
+                await session.handle(msg.data)
+            elif msg.type is WSMsgType.BINARY:
+                conn.send(p.ERROR, {"message": p.INVALID_FORMAT})
+                conn.close_soon(p.CLOSE_UNSUPPORTED, "text frames only")
+            if conn.dropped:
+                break
+    except Exception:
+        log.exception("websocket handling failed (user %s, request %s)", user.id, conn.request_id)
+        conn.abort(p.CLOSE_INTERNAL, "internal error")
+    finally:
+        services.hub.unregister(conn)
+        await conn.wait_closed(settings.send_timeout)
+        await conn.aclose()
+    return ws
+
+
+class Session:
+    """One socket's conversation with the server: frames in, service calls, events out."""
+
+    def __init__(self, services: Any, conn: Connection, bucket: TokenBucket, abuse_strikes: int) -> None:
+        self.services = services
+        self.conn = conn
+        self.user: User = conn.user
+        self.bucket = bucket
+        self.abuse_strikes = abuse_strikes
+        self.strikes = 0
+        self.handlers = {
+            p.JOIN_CONVERSATION: self.join,
+            p.SEND_MESSAGE: self.send_message,
+            p.LEAVE_CONVERSATION: self.leave,
+            p.CLOSE_CONVERSATION: self.close,
+        }
+
+    def error(self, message: str, **extra: Any) -> None:
+        self.conn.send(p.ERROR, {"message": message, **extra})
+
+    async def handle(self, text: str) -> None:
+        try:
+            event, data = p.decode_frame(text)
+        except p.FormatError:
+            self.error(p.INVALID_FORMAT)
+            return
+        handler = self.handlers.get(event)
+        if handler is None:
+            self.error(p.UNKNOWN_EVENT)
+            return
+        try:
+            await handler(data)
+        except DomainError as exc:
+            self.error(exc.message)
+
+    async def join(self, data: dict[str, Any]) -> None:
+        policy.ensure_role(self.user, Action.JOIN)
+        req = parse(data, p.Join)
+        conv = await self.services.conversations.join(self.user, req.conversation_id)
+        hub, room = self.services.hub, conv.id
+        if req.last_seq is None:
+            hub.join(room, self.conn)
+            self.conn.send(p.JOINED_CONVERSATION, {"conversationId": str(room), "status": conv.status.value})
+            return
+        # Resume (B.3): live events of this room wait while the gap is replayed from the database.
+        self.conn.hold(room, after_seq=req.last_seq)
+        hub.join(room, self.conn)
+        messages = self.services.store.messages
+        try:
+            top = (await messages.top_seqs([room])).get(room, 0)
+            self.conn.send(p.JOINED_CONVERSATION,
+                           {"conversationId": str(room), "status": conv.status.value, "lastSeq": top})
+            after = req.last_seq
+            while after < top:
+                page = await messages.page(room, after_seq=after, limit=REPLAY_PAGE)
+                if not page:
+                    break
+                for message in page:  # paced by the outbox: a long gap never overflows it
+                    await self.conn.put(encode(p.NEW_MESSAGE, message_view(message)), room, message.seq)
+                after = page[-1].seq
+        except BaseException:
+            hub.leave(room, self.conn)
+            raise
+        finally:
+            self.conn.release(room)
+
+    async def send_message(self, data: dict[str, Any]) -> None:
+        client_id = data.get("clientMessageId")
+        extra = {"clientMessageId": client_id} if isinstance(client_id, str) and 1 <= len(client_id) <= 64 else {}
+        if not self.bucket.take():
+            self.strikes += 1
+            self.error(p.TOO_MANY_MESSAGES, **extra)
+            if self.strikes >= self.abuse_strikes:
+                self.conn.close_soon(p.CLOSE_POLICY, "message flood")
+            return
+        self.strikes = 0
+        try:
+            policy.ensure_role(self.user, Action.SEND)
+            req = parse(data, p.Send)
+            if req.conversation_id not in self.conn.rooms:
+                if req.conversation_id in self.conn.closed_rooms:
+                    raise InvalidInput("Conversation already closed")
+                raise InvalidInput(p.NOT_JOINED)
+        except DomainError as exc:
+            self.error(exc.message, **extra)
+            return
+        self.services.messages.submit(Draft(sender=self.user, origin=self.conn, conversation_id=req.conversation_id,
+                                            content=req.content, client_message_id=req.client_message_id))
+
+    async def leave(self, data: dict[str, Any]) -> None:
+        policy.ensure_role(self.user, Action.LEAVE)
+        req = parse(data, p.ConversationRef)
+        self.services.hub.leave(req.conversation_id, self.conn)
+        self.conn.send(p.LEFT_CONVERSATION, {"conversationId": str(req.conversation_id)})
+
+    async def close(self, data: dict[str, Any]) -> None:
+        policy.ensure_role(self.user, Action.CLOSE_IN_CHAT)
+        req = parse(data, p.ConversationRef)
+        in_room = self.conn in self.services.hub.members(req.conversation_id)
+        conv = await self.services.conversations.close_in_chat(self.user, req.conversation_id)
+        if not in_room:  # the room heard it; the closer hears it even if it never joined
+            self.conn.send("CONVERSATION_CLOSED", {"conversationId": str(conv.id)})
+
