@@ -14,6 +14,7 @@ from livechat.domain.auth import AuthService, PasswordHasher, TokenCodec
 from livechat.domain.conversations import ConversationService
 from livechat.domain.messages import MessageService
 from livechat.domain.teams import TeamService
+from livechat.domain.throttle import LoginThrottle
 from livechat.keys import services_key, settings_key
 from livechat.realtime import ws
 from livechat.realtime.hub import Hub
@@ -49,6 +50,12 @@ async def database_uri(settings: Settings) -> AsyncIterator[str]:
         yield uri
 
 
+def login_throttle(settings: Settings) -> LoginThrottle:
+    auth = settings.auth
+    return LoginThrottle(auth.login_failures_per_account, auth.login_failures_per_client,
+                         auth.login_window.total_seconds())
+
+
 @contextlib.asynccontextmanager
 async def open_services(settings: Settings, hub: Hub | None = None) -> AsyncIterator[Services]:
     """Database (embedded if need be), repositories, hashing threads, the message writer:
@@ -65,7 +72,8 @@ async def open_services(settings: Settings, hub: Hub | None = None) -> AsyncIter
                 yield Services(
                     store=store,
                     hub=hub,
-                    auth=AuthService(store.users, hasher, tokens, open_signup=not settings.is_production),
+                    auth=AuthService(store.users, hasher, tokens, login_throttle(settings),
+                                     open_signup=not settings.is_production),
                     conversations=ConversationService(store.conversations, store.users, store.messages, hub),
                     teams=TeamService(store.users, store.conversations),
                     messages=messages,

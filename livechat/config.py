@@ -80,6 +80,9 @@ class AuthSettings:
     jwt_leeway: timedelta = timedelta(seconds=10)
     bcrypt_rounds: int = field(default=12, validator=_between(4, 31))
     hash_threads: int = field(default=2, validator=_between(1, 64))
+    login_failures_per_account: int = field(default=5, validator=_between(1, 1_000_000))
+    login_failures_per_client: int = field(default=30, validator=_between(1, 1_000_000))
+    login_window: timedelta = timedelta(minutes=15)
 
 
 @frozen

@@ -26,6 +26,7 @@ from bson import ObjectId
 from livechat.domain import policy
 from livechat.domain.models import Role, User, utcnow
 from livechat.domain.ports import UserRepo
+from livechat.domain.throttle import LoginThrottle
 from livechat.errors import InvalidInput, NotFound, Unauthenticated
 
 log = logging.getLogger(__name__)
@@ -142,11 +143,12 @@ class LoginRequest:
 
 
 class AuthService:
-    def __init__(self, users: UserRepo, hasher: PasswordHasher, tokens: TokenCodec, *,
+    def __init__(self, users: UserRepo, hasher: PasswordHasher, tokens: TokenCodec, throttle: LoginThrottle, *,
                  open_signup: bool) -> None:
         self._users = users
         self._hasher = hasher
         self._tokens = tokens
+        self._throttle = throttle
         self._open_signup = open_signup
 
     async def signup(self, actor: User | None, req: SignupRequest, *, trusted: bool = False) -> User:
@@ -168,14 +170,17 @@ class AuthService:
                         password_hash=await self._hasher.hash(req.password), supervisor_id=supervisor_id)
         return await self._users.insert(user)
 
-    async def login(self, req: LoginRequest) -> tuple[str, User]:
+    async def login(self, req: LoginRequest, client: str) -> tuple[str, User]:
+        """``client`` is the caller's address: failures are throttled per account and per client."""
+        self._throttle.check(req.email, client)
         user = await self._users.by_email(req.email)
         if user is None:
             await self._hasher.waste_time(req.password)
-            raise Unauthenticated(INVALID_CREDENTIALS)
-        if not await self._hasher.verify(req.password, user.password_hash):
-            raise Unauthenticated(INVALID_CREDENTIALS)
-        return self._tokens.issue(user), user
+        elif await self._hasher.verify(req.password, user.password_hash):
+            self._throttle.succeeded(req.email)
+            return self._tokens.issue(user), user
+        self._throttle.failed(req.email, client)
+        raise Unauthenticated(INVALID_CREDENTIALS)
 
     async def authenticate(self, token: str | None) -> User:
         """The user behind a bearer token; 401 when the token is bad or its user is gone."""

@@ -25,7 +25,7 @@ async def signup_handler(request: web.Request) -> web.Response:
 @routes.post("/auth/login")
 async def login_handler(request: web.Request) -> web.Response:
     req = await parse_body(request, LoginRequest)
-    token, user = await request.app[services_key].auth.login(req)
+    token, user = await request.app[services_key].auth.login(req, client=request.remote or "unknown")
     return ok({"token": token, "user": user_view(user)})
 
 
