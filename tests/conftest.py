@@ -3,15 +3,19 @@ real app served over real HTTP/WebSocket on a loopback port (pytest-aiohttp's te
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import json
+import logging
 import os
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import attrs
 import pytest
-from aiohttp import ClientResponse
+from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 
 from livechat.app import create_app
@@ -55,12 +59,56 @@ def settings(mongo_uri: str) -> Settings:
     return make_settings(mongo_uri)
 
 
+INTERNALS = re.compile(r"Traceback \(most recent call last\)|\b[A-Z]\w*(?:Error|Exception)\b|File \"/")
+
+
+class Audit:
+    """What every test is checked for at its end (SECURITY.md): no password or token it used in any
+    log line, and no stack trace or exception class name in any HTTP response body."""
+
+    def __init__(self) -> None:
+        self.secrets: set[str] = set()
+        self.leaky_responses: list[str] = []
+
+    async def on_response_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
+        body = getattr(response, "body", None)
+        if isinstance(body, bytes | bytearray) and INTERNALS.search(body.decode("utf-8", "replace")):
+            self.leaky_responses.append(f"{request.method} {request.path}: {body[:300]!r}")
+        if request.path in ("/auth/signup", "/auth/login") and request.can_read_body:
+            with contextlib.suppress(Exception):
+                sent = json.loads(await request.read())
+                if isinstance(sent.get("password"), str) and len(sent["password"]) >= 8:
+                    self.secrets.add(sent["password"])
+        if isinstance(body, bytes | bytearray) and b'"token"' in body:
+            with contextlib.suppress(Exception):
+                self.secrets.add(json.loads(body)["data"]["token"])
+
+    def check_logs(self, records: list[logging.LogRecord]) -> None:
+        for record in records:
+            text = record.getMessage() + (logging.Formatter().formatException(record.exc_info)
+                                          if record.exc_info else "")
+            for secret in self.secrets:
+                assert secret not in text, f"a secret reached the log: {record.name}: {text[:200]}"
+        assert not self.leaky_responses, self.leaky_responses
+
+
+@pytest.fixture(autouse=True)
+def audit(caplog) -> Audit:
+    caplog.set_level(logging.INFO)
+    audit = Audit()
+    yield audit
+    audit.check_logs(caplog.get_records("setup") + caplog.get_records("call"))
+
+
 @pytest.fixture
-def app_client(aiohttp_server, aiohttp_client) -> Callable[[Settings], Any]:
+def app_client(aiohttp_server, aiohttp_client, audit: Audit) -> Callable[[Settings], Any]:
     """Start the real app for some settings on a loopback port; return an HTTP/WS client for it."""
 
     async def start(settings: Settings) -> TestClient:
-        server = await aiohttp_server(create_app(settings), access_log_class=AccessLogger)
+        app = create_app(settings)
+        app.on_response_prepare.append(audit.on_response_prepare)
+        server = await aiohttp_server(app, access_log_class=AccessLogger,
+                                      keepalive_timeout=settings.server.keepalive_timeout)
         return await aiohttp_client(server)
 
     return start
