@@ -1,0 +1,55 @@
+"""A database outage under live chat: sends get ERROR, nothing unstored is broadcast, and the
+same sockets work again when the database is back (CONTRACT.md B.4/B.5)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from livechat.storage.embedded import EmbeddedServer
+from tests.conftest import Api, expect, make_settings
+
+
+async def next_event(ws, timeout: float = 10.0) -> dict:
+    return await ws.receive_json(timeout=timeout)
+
+
+async def test_sends_fail_cleanly_during_an_outage_and_recover(app_client, tmp_path):
+    server = EmbeddedServer("secantusd-py", str(tmp_path / "db"))
+    server.start()
+    try:
+        server.wait_ready(30)
+        client = await app_client(make_settings(server.uri, database={"timeout_ms": 1000}))
+        api = Api(client)
+        sup = await api.user("supervisor")
+        cand = await api.user("candidate")
+        conv = await expect(await client.post("/conversations", json={"supervisorId": sup["_id"]},
+                                              headers=api.auth(cand)), 201)
+        sender = await client.ws_connect("/ws?token=" + cand["token"])
+        listener = await client.ws_connect("/ws?token=" + cand["token"])
+        for ws in (sender, listener):
+            await ws.send_json({"event": "JOIN_CONVERSATION", "data": {"conversationId": conv["_id"]}})
+            assert (await next_event(ws))["event"] == "JOINED_CONVERSATION"
+
+        async def send(client_id: str) -> dict:
+            await sender.send_json({"event": "SEND_MESSAGE", "data": {
+                "conversationId": conv["_id"], "content": f"msg {client_id}", "clientMessageId": client_id}})
+            return await next_event(sender)
+
+        assert (await send("before"))["event"] == "MESSAGE_SENT"
+        assert (await next_event(listener))["data"]["content"] == "msg before"
+
+        await asyncio.to_thread(server.stop)
+        failed = await send("during")
+        assert failed == {"event": "ERROR", "data": {"message": "Service unavailable", "clientMessageId": "during"}}
+
+        server.start()  # same port, same files
+        await asyncio.to_thread(server.wait_ready, 30)
+        retried = await send("during")  # the client resends with the same id once it hears of the outage
+        assert retried["event"] == "MESSAGE_SENT" and retried["data"]["seq"] == 2
+        # The listener heard nothing about the failed attempt, then exactly the stored message.
+        live = await next_event(listener)
+        assert (live["data"]["content"], live["data"]["seq"]) == ("msg during", 2)
+        history = await expect(await client.get(f"/conversations/{conv['_id']}", headers=api.auth(cand)), 200)
+        assert [m["content"] for m in history["messages"]] == ["msg before", "msg during"]
+    finally:
+        server.stop()
