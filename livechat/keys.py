@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: app.py imports this module
     from livechat.app import Services
     from livechat.config import Settings
 
-settings_key = web.AppKey("settings", "Settings")
-services_key = web.AppKey("services", "Services")
+settings_key: web.AppKey[Settings] = web.AppKey("settings")
+services_key: web.AppKey[Services] = web.AppKey("services")
 request_id_key = web.RequestKey("request_id", str)

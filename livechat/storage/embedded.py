@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import ctypes
 import logging
-import os
 import shutil
 import signal
 import socket
@@ -147,10 +146,3 @@ async def embedded_database(command: str, data_dir: Path, start_timeout: float) 
     finally:
         await asyncio.to_thread(server.stop)
 
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True

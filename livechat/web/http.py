@@ -44,8 +44,8 @@ async def json_body(request: web.Request, *, optional: bool = False) -> dict[str
     return data
 
 
-async def parse_body(request: web.Request, cls: type[T], *, optional: bool = False) -> T:
-    return parse(await json_body(request, optional=optional), cls)
+async def parse_body(request: web.Request, cls: type[T]) -> T:
+    return parse(await json_body(request), cls)
 
 
 def bearer_token(request: web.Request) -> str | None:
