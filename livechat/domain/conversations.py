@@ -93,35 +93,22 @@ class ConversationService:
 
     async def close_over_http(self, user: User, conv_id: ObjectId) -> Conversation:
         """Admin or owning supervisor; only ``open`` conversations (assigned ones close in chat)."""
-        conv = await self.load(user, Action.CLOSE_OVER_HTTP, conv_id)
-        if conv.status is ConversationStatus.CLOSED:
-            raise InvalidState(ALREADY_CLOSED)
-        if conv.status is ConversationStatus.ASSIGNED:
-            raise InvalidState(NOT_OPEN)
-        closed = await self._conversations.close(conv.id, ConversationStatus.OPEN)
-        if closed is None:
-            current = await self._conversations.get(conv.id)
-            if current is None or current.status is ConversationStatus.CLOSED:
-                raise InvalidState(ALREADY_CLOSED)
-            raise InvalidState(NOT_OPEN)
-        self._events.close_room(closed.id, CONVERSATION_CLOSED, {"conversationId": str(closed.id)})
-        return closed
+        return await self._close(user, Action.CLOSE_OVER_HTTP, conv_id, ConversationStatus.OPEN, NOT_OPEN)
 
     async def close_in_chat(self, user: User, conv_id: ObjectId) -> Conversation:
         """The assigned agent closes an ``assigned`` conversation (WebSocket CLOSE_CONVERSATION)."""
-        conv = await self.load(user, Action.CLOSE_IN_CHAT, conv_id)
-        if conv.status is ConversationStatus.CLOSED:
+        return await self._close(user, Action.CLOSE_IN_CHAT, conv_id, ConversationStatus.ASSIGNED,
+                                 NOT_YET_ASSIGNED, agent_id=user.id)
+
+    async def _close(self, user: User, action: Action, conv_id: ObjectId, expected: ConversationStatus,
+                     wrong_state: str, *, agent_id: ObjectId | None = None) -> Conversation:
+        conv = await self.load(user, action, conv_id)
+        _ensure_status(conv, expected, wrong_state)
+        closed = await self._conversations.close(conv.id, expected, agent_id=agent_id)
+        if closed is None:  # lost a race (closed or reassigned meanwhile): say what won
+            conv = await self.load(user, action, conv_id)
+            _ensure_status(conv, expected, wrong_state)
             raise InvalidState(ALREADY_CLOSED)
-        if conv.status is ConversationStatus.OPEN:
-            raise InvalidState(NOT_YET_ASSIGNED)
-        closed = await self._conversations.close(conv.id, ConversationStatus.ASSIGNED, agent_id=user.id)
-        if closed is None:
-            current = await self._conversations.get(conv.id)
-            if current is None or current.status is ConversationStatus.CLOSED:
-                raise InvalidState(ALREADY_CLOSED)
-            if current.agent_id != user.id:
-                raise Forbidden(policy.NOT_ALLOWED)
-            raise InvalidState(NOT_YET_ASSIGNED)
         self._events.close_room(closed.id, CONVERSATION_CLOSED, {"conversationId": str(closed.id)})
         return closed
 
@@ -141,3 +128,10 @@ class ConversationService:
         policy.ensure_role(user, Action.LIST_CONVERSATIONS)
         return await self._conversations.list(scope=policy.listing_scope(user), status=status,
                                               before=before, limit=limit)
+
+
+def _ensure_status(conv: Conversation, expected: ConversationStatus, wrong_state: str) -> None:
+    if conv.status is ConversationStatus.CLOSED:
+        raise InvalidState(ALREADY_CLOSED)
+    if conv.status is not expected:
+        raise InvalidState(wrong_state)

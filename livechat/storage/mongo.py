@@ -26,7 +26,7 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 from cattrs.preconf.bson import make_converter
 
 from livechat.config import DatabaseSettings, Driver
-from livechat.domain.models import (Conversation, ConversationStatus, Message, Role, SupervisorStats, User,
+from livechat.domain.models import (ACTIVE_STATUSES, Conversation, ConversationStatus, Message, Role, SupervisorStats, User,
                                     utcnow)
 from livechat.domain.ports import DuplicateOf
 from livechat.errors import Conflict, Unavailable
@@ -146,7 +146,7 @@ class MongoUserRepo:
         return [from_document(d, User) for d in docs]
 
 
-ACTIVE = [ConversationStatus.OPEN.value, ConversationStatus.ASSIGNED.value]
+ACTIVE = [status.value for status in ACTIVE_STATUSES]
 
 
 class MongoConversationRepo:
