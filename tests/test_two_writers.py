@@ -1,0 +1,53 @@
+"""Two server processes writing into one conversation still give contiguous, unique seqs and keep
+each sender's order (CONTRACT.md B.1; the unique index plus renumbering in domain/messages.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.conftest import Api, expect
+
+PER_SENDER = 150
+
+
+async def send_all(ws, conv_id: str, prefix: str) -> list[int]:
+    """Send PER_SENDER messages without waiting, then collect the acks' seqs in send order."""
+    for i in range(PER_SENDER):
+        await ws.send_json({"event": "SEND_MESSAGE", "data": {
+            "conversationId": conv_id, "content": f"{prefix}-{i}", "clientMessageId": f"{prefix}-{i}"}})
+    acks: dict[str, int] = {}
+    while len(acks) < PER_SENDER:
+        frame = await ws.receive_json(timeout=20)
+        assert frame["event"] in ("MESSAGE_SENT", "NEW_MESSAGE"), frame
+        if frame["event"] == "MESSAGE_SENT":
+            acks[frame["data"]["clientMessageId"]] = frame["data"]["seq"]
+    return [acks[f"{prefix}-{i}"] for i in range(PER_SENDER)]
+
+
+async def test_two_apps_on_one_database_allocate_seq_safely(app_client, settings):
+    first, second = await app_client(settings), await app_client(settings)  # same database name
+    api = Api(first)
+    sup = await api.user("supervisor")
+    agent = await api.user("agent", supervisor_id=sup["_id"])
+    cand = await api.user("candidate")
+    conv = await expect(await first.post("/conversations", json={"supervisorId": sup["_id"]},
+                                         headers=api.auth(cand)), 201)
+    await expect(await first.post(f"/conversations/{conv['_id']}/assign", json={"agentId": agent["_id"]},
+                                  headers=api.auth(sup)), 200)
+    cand_ws = await first.ws_connect("/ws?token=" + cand["token"])
+    agent_ws = await second.ws_connect("/ws?token=" + agent["token"])
+    for ws in (cand_ws, agent_ws):
+        await ws.send_json({"event": "JOIN_CONVERSATION", "data": {"conversationId": conv["_id"]}})
+        assert (await ws.receive_json(timeout=10))["event"] == "JOINED_CONVERSATION"
+
+    cand_seqs, agent_seqs = await asyncio.gather(send_all(cand_ws, conv["_id"], "c"),
+                                                 send_all(agent_ws, conv["_id"], "a"))
+    assert cand_seqs == sorted(cand_seqs) and agent_seqs == sorted(agent_seqs)  # each sender's order kept
+    assert sorted(cand_seqs + agent_seqs) == list(range(1, 2 * PER_SENDER + 1))  # contiguous, unique
+
+    page = await expect(await first.get(f"/conversations/{conv['_id']}/messages?limit=500",
+                                        headers=api.auth(cand)), 200)
+    stored = {m["seq"]: m["content"] for m in page["messages"]}
+    assert len(page["messages"]) == 2 * PER_SENDER
+    assert [stored[s] for s in cand_seqs] == [f"c-{i}" for i in range(PER_SENDER)]
+    assert [stored[s] for s in agent_seqs] == [f"a-{i}" for i in range(PER_SENDER)]
