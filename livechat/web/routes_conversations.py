@@ -85,7 +85,7 @@ async def list_conversations_handler(request: web.Request) -> web.Response:
     return ok([conversation_view(c) for c in convs])
 
 
-@routes.post("/conversations/{id}/assign")
+@routes.post("/conversations/{id:[^/]+}/assign")
 async def assign_handler(request: web.Request) -> web.Response:
     user = await authorized(request, Action.ASSIGN)
     conv_id = path_id(request)
@@ -94,14 +94,14 @@ async def assign_handler(request: web.Request) -> web.Response:
     return ok({"conversationId": str(conv.id), "agentId": str(conv.agent_id), "supervisorId": str(conv.supervisor_id)})
 
 
-@routes.get("/conversations/{id}")
+@routes.get("/conversations/{id:[^/]+}")
 async def get_conversation_handler(request: web.Request) -> web.Response:
     user = await authorized(request, Action.VIEW)
     conv, messages = await request.app[services_key].conversations.get(user, path_id(request))
     return ok(with_messages(conversation_view(conv), messages))
 
 
-@routes.get("/conversations/{id}/messages")
+@routes.get("/conversations/{id:[^/]+}/messages")
 async def history_handler(request: web.Request) -> web.Response:
     user = await authorized(request, Action.VIEW)
     conv_id = path_id(request)
@@ -111,7 +111,7 @@ async def history_handler(request: web.Request) -> web.Response:
     return ok({"messages": [message_view(m) for m in page.messages], "nextAfterSeq": page.next_after_seq})
 
 
-@routes.post("/conversations/{id}/close")
+@routes.post("/conversations/{id:[^/]+}/close")
 async def close_handler(request: web.Request) -> web.Response:
     user = await authorized(request, Action.CLOSE_OVER_HTTP)
     conv_id = path_id(request)
