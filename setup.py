@@ -28,6 +28,10 @@ setup(
             "SecantusDB>=0.7.0b3",
             "pytest>=8",
             "pytest-aiohttp>=1.1",
+            # Property-based fuzzing of the parsers and the WebSocket handler (tests/security/test_fuzz.py).
+            "hypothesis>=6",
+            # Browser tests (tests/browser) drive the system Chromium; no browser download.
+            "playwright>=1.45",
         ],
     },
 )

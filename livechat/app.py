@@ -21,6 +21,7 @@ from livechat.realtime.hub import Hub
 from livechat.storage.embedded import embedded_database
 from livechat.storage.mongo import MongoStore, open_store, redact_uri
 from livechat.web import routes_auth, routes_conversations, routes_health
+from livechat.web.console import setup_console
 from livechat.web.middlewares import cors_middleware, error_middleware
 
 log = logging.getLogger(__name__)
@@ -104,4 +105,5 @@ def create_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(close_websockets)
     for table in (routes_health.routes, routes_auth.routes, routes_conversations.routes, ws.routes):
         app.add_routes(table)
+    setup_console(app, settings)
     return app

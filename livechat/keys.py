@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -12,4 +13,5 @@ if TYPE_CHECKING:  # annotations only: app.py imports this module
 
 settings_key: web.AppKey[Settings] = web.AppKey("settings")
 services_key: web.AppKey[Services] = web.AppKey("services")
+static_files_key: web.AppKey[dict[str, Path]] = web.AppKey("console_static_files")
 request_id_key = web.RequestKey("request_id", str)

@@ -104,7 +104,8 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         conn.abort(p.CLOSE_INTERNAL, "internal error")
     finally:
         services.hub.unregister(conn)
-        await conn.wait_closed(settings.send_timeout)
+        if conn.dropped:  # we are closing it: let the queued events and the close frame out first
+            await conn.wait_closed(settings.send_timeout)
         await conn.aclose()
     return ws
 
