@@ -75,7 +75,8 @@ async def open_services(settings: Settings, hub: Hub | None = None) -> AsyncIter
                     hub=hub,
                     auth=AuthService(store.users, hasher, tokens, login_throttle(settings),
                                      open_signup=not settings.is_production),
-                    conversations=ConversationService(store.conversations, store.users, store.messages, hub),
+                    conversations=ConversationService(store.conversations, store.users, store.messages, hub,
+                                                      writes=messages),
                     teams=TeamService(store.users, store.conversations),
                     messages=messages,
                 )
@@ -97,8 +98,11 @@ def create_app(settings: Settings) -> web.Application:
             yield
 
     async def close_websockets(app: web.Application) -> None:
-        # on_shutdown runs before cleanup: sockets get 1001 after their queued events, while
-        # the database and the message writer are still there.
+        # on_shutdown runs before cleanup, while the database and the message writer are still
+        # there: sends in flight are stored and acknowledged, then every socket gets 1001 after
+        # the events already queued for it.
+        if services_key in app:  # absent when start-up failed
+            await app[services_key].messages.stop_accepting()
         await hub.close_all(timeout=settings.server.shutdown_timeout)
 
     app.cleanup_ctx.append(services_ctx)

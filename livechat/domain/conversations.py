@@ -13,7 +13,7 @@ from bson import ObjectId
 from livechat.domain import policy
 from livechat.domain.models import Conversation, ConversationStatus, Message, Role, User
 from livechat.domain.policy import Action
-from livechat.domain.ports import ConversationRepo, EventPublisher, MessageRepo, UserRepo
+from livechat.domain.ports import ConversationRepo, EventPublisher, MessageRepo, UserRepo, WriteSerializer
 from livechat.errors import Forbidden, InvalidInput, InvalidState, NotFound
 
 ALREADY_CLOSED = "Conversation already closed"
@@ -40,11 +40,12 @@ class Page:
 
 class ConversationService:
     def __init__(self, conversations: ConversationRepo, users: UserRepo, messages: MessageRepo,
-                 events: EventPublisher) -> None:
+                 events: EventPublisher, writes: WriteSerializer) -> None:
         self._conversations = conversations
         self._users = users
         self._messages = messages
         self._events = events
+        self._writes = writes
 
     async def load(self, user: User, action: Action, conv_id: ObjectId) -> Conversation:
         """The conversation, if ``user`` may do ``action`` on it (404/403 otherwise)."""
@@ -104,12 +105,18 @@ class ConversationService:
                      wrong_state: str, *, agent_id: ObjectId | None = None) -> Conversation:
         conv = await self.load(user, action, conv_id)
         _ensure_status(conv, expected, wrong_state)
-        closed = await self._conversations.close(conv.id, expected, agent_id=agent_id)
+
+        async def close_between_batches() -> Conversation | None:
+            closed = await self._conversations.close(conv.id, expected, agent_id=agent_id)
+            if closed is not None:
+                self._events.close_room(closed.id, CONVERSATION_CLOSED, {"conversationId": str(closed.id)})
+            return closed
+
+        closed = await self._writes.exclusive(close_between_batches)
         if closed is None:  # lost a race (closed or reassigned meanwhile): say what won
             conv = await self.load(user, action, conv_id)
             _ensure_status(conv, expected, wrong_state)
             raise InvalidState(ALREADY_CLOSED)
-        self._events.close_room(closed.id, CONVERSATION_CLOSED, {"conversationId": str(closed.id)})
         return closed
 
     async def join(self, user: User, conv_id: ObjectId) -> Conversation:

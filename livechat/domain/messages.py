@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import attrs
 from attrs import define, field, frozen
@@ -32,6 +33,7 @@ from livechat.errors import INTERNAL, UNAVAILABLE, DomainError
 from livechat.serialization import iso, message_view
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 NEW_MESSAGE = "NEW_MESSAGE"
 MESSAGE_SENT = "MESSAGE_SENT"
@@ -58,21 +60,56 @@ class _Pending:
 
 
 @define
+class _Step:
+    """Work the writer runs between two batches (see ``MessageService.exclusive``)."""
+
+    fn: Callable[[], Awaitable[Any]]
+    done: asyncio.Future
+
+    async def __call__(self) -> None:
+        try:
+            self.done.set_result(await self.fn())
+        except Exception as exc:
+            self.done.set_exception(exc)
+
+
+_STOP = object()
+
+
+async def _nothing() -> None:
+    return None
+
+
+@define
 class MessageService:
     conversations: ConversationRepo
     messages: MessageRepo
     events: EventPublisher
     max_batch: int = 512
     max_queued: int = 50_000
-    _queue: asyncio.Queue[Draft | None] = field(init=False, factory=asyncio.Queue)
+    _queue: asyncio.Queue[Draft | _Step | object] = field(init=False, factory=asyncio.Queue)
     _next_seq: dict[ObjectId, int] = field(init=False, factory=dict)
+    _accepting: bool = field(init=False, default=True)
 
     def submit(self, draft: Draft) -> None:
         """Queue a send; its outcome reaches ``draft.origin`` (ack/error) and the room."""
-        if self._queue.qsize() >= self.max_queued:
+        if not self._accepting or self._queue.qsize() >= self.max_queued:
             self._reply_error(draft, UNAVAILABLE)
             return
         self._queue.put_nowait(draft)
+
+    async def exclusive(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """Run ``fn`` in the writer between two batches: every send queued before it is stored and
+        delivered first, and every send after it is checked after it. Closing a conversation goes
+        through here, so no message is stored or broadcast after its ``CONVERSATION_CLOSED``."""
+        step = _Step(fn, asyncio.get_running_loop().create_future())
+        self._queue.put_nowait(step)
+        return await step.done
+
+    async def stop_accepting(self) -> None:
+        """Shutdown: refuse new sends (``Service unavailable``), finish the queued ones."""
+        self._accepting = False
+        await self.exclusive(_nothing)
 
     @contextlib.asynccontextmanager
     async def running(self, drain_timeout: float = 10.0) -> AsyncIterator[None]:
@@ -81,7 +118,7 @@ class MessageService:
         try:
             yield
         finally:
-            self._queue.put_nowait(None)  # written after everything queued before it
+            self._queue.put_nowait(_STOP)
             try:
                 await asyncio.wait_for(task, drain_timeout)
             except TimeoutError:
@@ -89,14 +126,23 @@ class MessageService:
 
     async def _run(self) -> None:
         while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self.max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            stop = batch[-1] is None
-            batch = [d for d in batch if d is not None]
-            await self._write_batch(batch)
-            if stop:
+            batch: list[Draft] = []
+            control = None
+            item = await self._queue.get()
+            while True:
+                if not isinstance(item, Draft):
+                    control = item
+                    break
+                batch.append(item)
+                if len(batch) >= self.max_batch or self._queue.empty():
+                    break
+                item = self._queue.get_nowait()
+            if batch:
+                await self._write_batch(batch)
+            if control is _STOP:
                 return
+            if control is not None:
+                await control()
 
     async def _write_batch(self, batch: list[Draft]) -> None:
         answered: set[int] = set()  # id() of drafts whose sender has its answer already

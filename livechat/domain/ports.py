@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import enum
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
 from bson import ObjectId
 
 from livechat.domain.models import Conversation, ConversationStatus, Message, Role, SupervisorStats, User
+
+T = TypeVar("T")
 
 
 class UserRepo(Protocol):
@@ -43,6 +46,12 @@ class MessageRepo(Protocol):
     async def by_client_id(self, conv_id: ObjectId, sender_id: ObjectId,
                            client_message_id: str) -> Message | None: ...
     async def page(self, conv_id: ObjectId, *, after_seq: int = 0, limit: int | None = None) -> list[Message]: ...
+
+
+class WriteSerializer(Protocol):
+    """Orders state changes with the message writer (domain/messages.py)."""
+
+    async def exclusive(self, fn: Callable[[], Awaitable[T]]) -> T: ...
 
 
 class Member(Protocol):

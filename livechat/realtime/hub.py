@@ -1,8 +1,10 @@
 """Rooms and per-socket outboxes: fan-out that never waits for the slowest peer.
 
-A broadcast serialises its event once and only enqueues the text on each member's bounded
-outbox; one writer task per socket drains it in order. A client that stops reading fills its
-outbox and is disconnected (1013) — the room never slows down for it.
+A broadcast serialises its event once and only enqueues the text on each member's outbox; one
+writer task per socket drains it in order. A client that stops reading is disconnected (1013) —
+the room never slows down for it: its backlog stayed above ``outbox_size`` for longer than the
+send timeout, or reached ``HARD_LIMIT_FACTOR`` times it (the memory bound). A reader that keeps up
+survives a burst larger than its outbox, since one batch of messages is published at once.
 
 This hub is process-local. Several processes would put an adapter behind the same
 ``publish``/``evict``/``close_room`` calls (MongoDB change streams or Redis pub/sub, DESIGN.md §7).
@@ -14,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -26,6 +29,8 @@ log = logging.getLogger(__name__)
 
 SLOW_CONSUMER = 1013  # "try again later": the client did not read its events fast enough
 CLOSE_TIMEOUT = 2.0
+HARD_LIMIT_FACTOR = 8
+REPLAY_PAUSE = 0.005
 
 
 def encode(event: str, data: dict[str, Any]) -> str:
@@ -48,7 +53,10 @@ class Connection:
         self.rooms: set[ObjectId] = set()
         self.closed_rooms: set[ObjectId] = set()  # closed while we were in them: SEND says "already closed"
         self.dropped = False
-        self._outbox: asyncio.Queue[str | _Close] = asyncio.Queue(outbox_size)
+        self._outbox: asyncio.Queue[str | _Close] = asyncio.Queue()  # bounded by _is_slow()
+        self._soft_limit = outbox_size
+        self._hard_limit = outbox_size * HARD_LIMIT_FACTOR
+        self._backlog_since: float | None = None
         self._send_timeout = send_timeout
         self._transport = transport
         # A resuming JOIN holds live events of that room here until the replay is out.
@@ -62,16 +70,31 @@ class Connection:
     def send_text(self, text: str, room: ObjectId | None = None, seq: int | None = None) -> None:
         if self.dropped or not self._in_order(text, room, seq):
             return
-        try:
-            self._outbox.put_nowait(text)
-        except asyncio.QueueFull:
+        if self._is_slow():
             log.warning("dropping slow websocket client (user %s, request %s)", self.user.id, self.request_id)
             self.abort(SLOW_CONSUMER, "slow consumer")
+            return
+        self._outbox.put_nowait(text)
+
+    def _is_slow(self) -> bool:
+        size = self._outbox.qsize()
+        if size < self._soft_limit:
+            self._backlog_since = None
+            return False
+        if size >= self._hard_limit:
+            return True
+        now = time.monotonic()
+        if self._backlog_since is None:
+            self._backlog_since = now
+        return now - self._backlog_since > self._send_timeout
 
     async def put(self, text: str, room: ObjectId, seq: int) -> None:
-        """Enqueue a replayed message, waiting for room in the outbox: the reader sets the pace."""
+        """Enqueue a replayed message once the backlog is below the outbox size: the reader sets
+        the pace of a replay, however long the gap."""
+        while not self.dropped and self._outbox.qsize() >= self._soft_limit:
+            await asyncio.sleep(REPLAY_PAUSE)
         if not self.dropped and self._in_order(text, room, seq, replay=True):
-            await self._outbox.put(text)
+            self._outbox.put_nowait(text)
 
     def _in_order(self, text: str, room: ObjectId | None, seq: int | None, replay: bool = False) -> bool:
         """Per room, each seq goes out once and in order; live events wait while a replay runs."""
@@ -90,6 +113,10 @@ class Connection:
         self._held[room] = []
         self._sent_seq[room] = after_seq
 
+    def rewind(self, room: ObjectId, seq: int) -> None:
+        """The client claimed more than exists: live messages continue after the real top."""
+        self._sent_seq[room] = min(self._sent_seq.get(room, 0), seq)
+
     def release(self, room: ObjectId) -> None:
         """End a replay: send the live events that arrived meanwhile and were not replayed."""
         for seq, text in self._held.pop(room, []):
@@ -97,13 +124,9 @@ class Connection:
 
     def close_soon(self, code: int, reason: str) -> None:
         """Close after what is already queued has been written (graceful)."""
-        if self.dropped:
-            return
-        self.dropped = True
-        with contextlib.suppress(asyncio.QueueFull):
+        if not self.dropped:
+            self.dropped = True
             self._outbox.put_nowait(_Close(code, reason))
-            return
-        self.abort(code, reason)
 
     def abort(self, code: int, reason: str) -> None:
         """Stop writing now and close without waiting for the peer (slow or misbehaving client)."""
@@ -126,6 +149,8 @@ class Connection:
         try:
             while True:
                 item = await self._outbox.get()
+                if self._outbox.qsize() < self._soft_limit:
+                    self._backlog_since = None
                 if isinstance(item, _Close):
                     await self._close(item.code, item.reason)
                     return

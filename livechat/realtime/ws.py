@@ -70,7 +70,8 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         raise Forbidden()
     settings = request.app[settings_key].ws
     services = request.app[services_key]
-    ws = web.WebSocketResponse(heartbeat=settings.heartbeat, max_msg_size=settings.max_frame_bytes)
+    # aiohttp refuses a message of max_msg_size bytes already; the limit is "over max_frame_bytes".
+    ws = web.WebSocketResponse(heartbeat=settings.heartbeat, max_msg_size=settings.max_frame_bytes + 1)
     try:
         user = await services.auth.authenticate(request.query.get("token") or bearer_token(request))
     except DomainError as exc:
@@ -160,6 +161,7 @@ class Session:
         messages = self.services.store.messages
         try:
             top = (await messages.top_seqs([room])).get(room, 0)
+            self.conn.rewind(room, top)
             self.conn.send(p.JOINED_CONVERSATION,
                            {"conversationId": str(room), "status": conv.status.value, "lastSeq": top})
             after = req.last_seq
