@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The driver's DEBUG log records whole documents (password hashes, message text): never that.
+    logging.getLogger("pymongo").setLevel(max(logging.INFO, logging.getLogger().level))
     try:
         settings = load_settings(args.config)
         if args.command == "check-config":

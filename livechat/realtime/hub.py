@@ -135,8 +135,8 @@ class Connection:
         asyncio.get_running_loop().create_task(self._close(code, reason))
 
     async def wait_closed(self, timeout: float) -> None:
-        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-            await asyncio.wait_for(asyncio.shield(self._writer), timeout)
+        """Wait (at most ``timeout``) for the writer to finish; our own cancellation still stops us."""
+        await asyncio.wait({self._writer}, timeout=timeout)
 
     async def aclose(self) -> None:
         """The receive loop ended: stop the writer."""

@@ -1,0 +1,180 @@
+"""WebSocket attacks: cross-site origins, binary and invalid UTF-8 frames, and a bug in one
+socket's handling that must stay confined to that socket."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import re
+
+import aiohttp
+import pytest
+from aiohttp import WSMsgType, WSServerHandshakeError
+
+from livechat.config import Profile
+from tests.conftest import Api, expect, make_settings
+from tests.security.helpers import (
+    FORBIDDEN,
+    INVALID,
+    access_lines,
+    call,
+    connect,
+    expect_close,
+    expect_error,
+    join,
+    live_server,
+    live_user,
+    make_team,
+    services,
+    still_open,
+)
+
+CONSOLE = "https://console.example"
+
+
+async def upgrade(api: Api, origin: str | None, token: str):
+    """A raw upgrade request, so that a refusal's body can be read."""
+    headers = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+               "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode()}
+    if origin is not None:
+        headers["Origin"] = origin
+    return await api.client.get(f"/ws?token={token}", headers=headers)
+
+
+async def assert_origin_refused(api: Api, origin: str, token: str) -> None:
+    resp = await upgrade(api, origin, token)
+    assert resp.status == 403, (origin, resp.status)
+    await expect(resp, 403, FORBIDDEN)
+    with pytest.raises(WSServerHandshakeError) as refused:
+        await connect(api.client, token, origin=origin)
+    assert refused.value.status == 403
+
+
+async def assert_origin_accepted(api: Api, origin: str | None, token: str) -> None:
+    ws = await connect(api.client, token, **({"origin": origin} if origin else {}))
+    await still_open(ws)
+    await ws.close()
+
+
+def own_origin(api: Api) -> str:
+    return f"http://{api.client.server.host}:{api.client.server.port}"
+
+
+async def test_production_accepts_listed_origins_only(app_client, mongo_uri):
+    api = Api(await app_client(make_settings(mongo_uri, profile=Profile.PRODUCTION,
+                                             http={"allowed_origins": (CONSOLE,)})))
+    token = (await api.user("candidate"))["token"]
+    for origin in (CONSOLE, own_origin(api), None):  # listed, same-origin, not a browser
+        await assert_origin_accepted(api, origin, token)
+    for origin in ("https://evil.example", "null", "http://console.example", "https://console.example.evil.example",
+                   "https://evil.example/https://console.example", "https://console.example:8443",
+                   "http://localhost:3000", "http://127.0.0.1", ""):
+        await assert_origin_refused(api, origin, token)
+    await assert_origin_refused(api, "https://evil.example", "no-token-at-all")  # refused before authentication
+
+
+async def test_development_accepts_loopback_origins_and_refuses_foreign_ones(api: Api):
+    token = (await api.user("candidate"))["token"]
+    for origin in ("http://localhost:5173", "http://127.0.0.1:8080", "http://[::1]:3000", "https://localhost",
+                   own_origin(api), None):
+        await assert_origin_accepted(api, origin, token)
+    for origin in ("https://evil.example", "http://localhost.evil.example", "http://127.0.0.1.nip.io",
+                   "http://evil.example#@localhost", "null"):
+        await assert_origin_refused(api, origin, token)
+
+
+async def test_a_configured_allow_list_replaces_loopback_in_development(app_client, mongo_uri):
+    api = Api(await app_client(make_settings(mongo_uri, http={"allowed_origins": (CONSOLE,)})))
+    token = (await api.user("candidate"))["token"]
+    await assert_origin_accepted(api, CONSOLE, token)
+    await assert_origin_refused(api, "http://localhost:5173", token)
+
+
+async def test_binary_frames_close_with_1003(api: Api):
+    user = await api.user("candidate")
+    ws = await connect(api.client, user["token"])
+    await ws.send_bytes(b'{"event":"JOIN_CONVERSATION","data":{}}')
+    assert await expect_close(ws, 1003) == [{"event": "ERROR", "data": {"message": "Invalid message format"}}]
+
+
+@pytest.mark.parametrize("raw", [b"\xff\xfe", b'{"event":"\xc3\x28","data":{}}', b"\xc0\xaf", b"\xed\xa0\x80",
+                                 b'{"event":"SEND_MESSAGE","data":{"content":"\xf8\x88\x80\x80\x80"}}'],
+                         ids=["bom-bytes", "bad-continuation", "overlong", "encoded-surrogate", "five-byte"])
+async def test_invalid_utf8_text_frames_close_with_1007(api: Api, raw):
+    user = await api.user("candidate")
+    ws = await connect(api.client, user["token"])
+    await ws.send_frame(raw, WSMsgType.TEXT)  # a TEXT opcode around bytes that are not UTF-8
+    assert await expect_close(ws, 1007) == []
+
+
+async def test_escaped_lone_surrogates_are_a_schema_error_not_a_crash(api: Api):
+    team = await make_team(api)
+    ws = await connect(api.client, team.candidate["token"])
+    await join(ws, team.conv_id)
+    frame = json.dumps({"event": "SEND_MESSAGE", "data": {"conversationId": team.conv_id, "content": "@ x"}})
+    await ws.send_str(frame.replace("@", "\\ud800"))  # JSON's escape for a lone surrogate
+    assert (await ws.receive_json(timeout=5)) == {"event": "ERROR", "data": {"message": INVALID}}
+    await expect_error(ws, INVALID, "JOIN_CONVERSATION", {"conversationId": "\udfff" * 24})
+    await still_open(ws)
+
+
+async def test_a_bug_in_one_socket_closes_only_that_socket(api: Api, caplog, monkeypatch):
+    victim_team, other_team = await make_team(api), await make_team(api)
+    victim = victim_team.candidate
+    conversations = services(api.client).conversations
+    real_join = conversations.join
+
+    async def broken_join(user, conv_id):
+        if str(user.id) == victim["_id"]:
+            raise RuntimeError("simulated bug: secret internals")
+        return await real_join(user, conv_id)
+
+    monkeypatch.setattr(conversations, "join", broken_join)
+    spare = await connect(api.client, victim["token"])  # the same user's other socket
+    bystander = await connect(api.client, other_team.candidate["token"])
+    await join(bystander, other_team.conv_id)
+    ws = await connect(api.client, victim["token"])
+    await ws.send_json({"event": "JOIN_CONVERSATION", "data": {"conversationId": victim_team.conv_id}})
+    events = await expect_close(ws, 1011)
+    assert "secret internals" not in str(events) and "RuntimeError" not in str(events)
+    # Everyone else carries on: the bystander chats, the victim's other socket answers.
+    ack = await call(bystander, "SEND_MESSAGE", {"conversationId": other_team.conv_id, "content": "still here",
+                                                 "clientMessageId": "after-crash"})
+    assert ack["event"] == "MESSAGE_SENT", ack
+    await still_open(spare)
+    # Logged once, with the socket's request id, which the access log line of that socket repeats.
+    crashes = [r for r in caplog.records if r.exc_info and "websocket handling failed" in r.getMessage()]
+    assert len(crashes) == 1, [r.getMessage() for r in caplog.records if r.exc_info]
+    request_id = crashes[0].getMessage().rsplit("request ", 1)[1].rstrip(")")
+    assert len(request_id) == 16 and int(request_id, 16) >= 0
+    for _ in range(50):
+        access = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access" and request_id in r.getMessage()]
+        if access:
+            break
+        await asyncio.sleep(0.05)
+    assert len(access) == 1 and '"GET /ws"' in access[0], access
+    assert victim["token"] not in crashes[0].getMessage()
+
+
+async def open_chat_and_close(port: int, token: str, sockets: int) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(sockets):
+            async with session.ws_connect(f"http://127.0.0.1:{port}/ws?token={token}") as ws:
+                await ws.send_json({"event": "NO_SUCH_EVENT", "data": {}})
+                assert (await ws.receive_json(timeout=5))["data"]["message"] == "Unknown event"
+            assert ws.close_code == 1000
+
+
+def test_a_closed_socket_is_released_promptly(tmp_path, mongo_uri):
+    """When a client closes its socket, the server's handler ends at once (its access-log line is
+    written then). Against the real program: the test server cancels handlers on disconnect,
+    which would hide a handler that lingers."""
+    with live_server(tmp_path, mongo_uri, LIVECHAT_SERVER_SHUTDOWN_TIMEOUT="1") as server:
+        token = live_user(server, "candidate")["token"]
+        asyncio.run(open_chat_and_close(server.port, token, sockets=3))
+        lines = access_lines(server, "/ws", count=3, within=3.0)
+        assert len(lines) == 3, f"closed sockets still held by the server after 3 s: {lines}"
+        durations = [float(re.search(r" ([0-9.]+)ms ", line).group(1)) for line in lines]
+        assert max(durations) < 2000, lines
