@@ -28,7 +28,7 @@ def run_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def http(method: str, url: str, payload: dict | None = None, token: str | None = None) -> tuple[int, dict]:
-    req = urllib.request.Request(url, method=method, data=json.dumps(payload).encode() if payload else None,
+    req = urllib.request.Request(url, method=method, data=json.dumps(payload).encode() if payload is not None else None,
                                  headers={"Content-Type": "application/json",
                                           **({"Authorization": f"Bearer {token}"} if token else {})})
     try:

@@ -8,13 +8,10 @@ the server runs in a subprocess.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +21,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
 
 from livechat.storage.embedded import free_port
+from tests.test_process import http
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
@@ -41,17 +39,6 @@ PHONE = {"width": 390, "height": 844}
 EXPECTED_CONSOLE = ("Failed to load resource", "WebSocket connection to")
 
 expect.set_options(timeout=15_000)
-
-
-def http(method: str, url: str, payload: dict | None = None, token: str | None = None) -> tuple[int, Any]:
-    req = urllib.request.Request(url, method=method, data=json.dumps(payload).encode() if payload is not None else None,
-                                 headers={"Content-Type": "application/json",
-                                          **({"Authorization": f"Bearer {token}"} if token else {})})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
 
 
 class Server:
