@@ -293,12 +293,13 @@ class MongoMessageRepo:
 
     @translate_errors
     async def top_seqs(self, conv_ids: list[ObjectId]) -> dict[ObjectId, int]:
-        """The highest stored seq of each conversation (absent: none stored yet)."""
-        cursor = await _maybe_await(self._c.aggregate([
-            {"$match": {"conversationId": {"$in": conv_ids}}},
-            {"$group": {"_id": "$conversationId", "top": {"$max": "$seq"}}},
-        ]))
-        return {row["_id"]: row["top"] async for row in cursor}
+        """The highest stored seq of each conversation (absent: none stored yet): one indexed
+        lookup per conversation, all in flight at once (a $group over $in reads every message)."""
+        async def top(conv_id: ObjectId) -> tuple[ObjectId, int | None]:
+            doc = await self._c.find_one({"conversationId": conv_id}, {"seq": 1, "_id": 0}, sort=[("seq", -1)])
+            return conv_id, doc["seq"] if doc else None
+
+        return {conv_id: seq for conv_id, seq in await asyncio.gather(*map(top, conv_ids)) if seq is not None}
 
     @translate_errors
     async def by_client_id(self, conv_id: ObjectId, sender_id: ObjectId, client_message_id: str) -> Message | None:
