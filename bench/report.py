@@ -1,0 +1,201 @@
+"""Targets (PASS/FAIL, every ratio from figures of the same run) and the readable table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+INTEGRITY_KEYS = ("lost", "unacked", "duplicated", "out_of_order", "seq_gaps", "misrouted", "seq_mismatch")
+
+
+@dataclass
+class Target:
+    name: str
+    status: str  # PASS, FAIL or n/a
+    measured: str
+
+
+def _fmt(value: float | None, unit: str = "", digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    return f"{value:,.{digits}f}{unit}"
+
+
+def _lat(lat: dict | None) -> str:
+    if not lat or lat.get("p50") is None:
+        return "–"
+    return f"{lat['p50']}/{lat['p95']}/{lat['p99']}/{lat['max']} ms"
+
+
+def _knees(results: dict, key: str) -> dict[int, dict]:
+    section = results.get(key) or {}
+    if key == "minimal":
+        section = (results.get("limits") or {}).get("minimal") or {}
+    return {r["conversations"]: r for r in section.get("results") or []}
+
+
+def evaluate(results: dict) -> list[Target]:
+    targets = []
+
+    # 1. integrity, at every point the livechat server was driven
+    fleets = []
+    if results.get("chat", {}).get("integrity"):
+        fleets.append(results["chat"]["integrity"])
+    fleets += [r["integrity"] for r in _knees(results, "capacity").values() if r.get("integrity")]
+    if fleets:
+        sums = {k: sum(f.get(k, 0) for f in fleets) for k in (*INTEGRITY_KEYS, "sent", "late", "refused")}
+        ok = all(sums[k] == 0 for k in INTEGRITY_KEYS)
+        targets.append(Target(
+            "0 lost / duplicated / out-of-order messages at every point", "PASS" if ok else "FAIL",
+            f"lost {sums['lost']} (unacked {sums['unacked']}), duplicated {sums['duplicated']}, out-of-order "
+            f"{sums['out_of_order']}, seq gaps {sums['seq_gaps']} over {sums['sent']:,} sends "
+            f"({len(fleets)} runs; refused {sums['refused']}, late {sums['late']})"))
+    else:
+        targets.append(Target("0 lost / duplicated / out-of-order messages at every point", "n/a", "not run"))
+
+    # 2. durable capacity at 1,000 conversations vs the physical limits
+    cap, minimal = _knees(results, "capacity"), _knees(results, "minimal")
+    db = ((results.get("limits") or {}).get("database") or {}).get("docs_per_s")
+    name = "durable capacity at N=1,000 ≥ 50% of min(database inserts, minimal broadcast)"
+    if cap and minimal and db:
+        n = 1000 if 1000 in cap else max(cap)
+        m = minimal.get(n) or minimal[max(minimal)]
+        limit = min(db, m["knee_rate"] or 0)
+        knee = cap[n]["knee_rate"] or 0
+        note = "" if n == 1000 else f" [quick run: N={n}]"
+        targets.append(Target(name, "PASS" if limit and knee >= 0.5 * limit else "FAIL",
+                              f"{knee:,.0f} msgs/s vs 50% × min({db:,.0f} docs/s, {m['knee_rate'] or 0:,.0f} msgs/s "
+                              f"at N={m['conversations']}) = {0.5 * limit:,.0f} → {knee / limit:.0%} of the limit{note}"
+                              if limit else "limit unknown"))
+    else:
+        targets.append(Target(name, "n/a", "needs capacity and limits"))
+
+    # 3. latency at a quarter of the knee
+    name = "p99 ≤ 10 ms at a quarter of the knee rate"
+    quarters = {n: r["quarter_knee"] for n, r in cap.items() if r.get("quarter_knee")}
+    if quarters:
+        ok = all((q["latency_ms"]["p99"] or 1e9) <= 10 for q in quarters.values())
+        targets.append(Target(name, "PASS" if ok else "FAIL", ", ".join(
+            f"N={n}: {q['latency_ms']['p99']} ms at {q['rate']:,.0f}/s" for n, q in quarters.items())))
+    else:
+        targets.append(Target(name, "n/a", "needs capacity"))
+
+    # 4. memory per idle socket
+    conn = results.get("connections") or {}
+    name = "≤ 40 KiB RSS per idle authenticated socket at 5,000 sockets"
+    if conn.get("rss_per_socket_kib") is not None:
+        note = "" if conn["sockets"] >= 5000 else f" [quick run: {conn['sockets']} sockets]"
+        targets.append(Target(name, "PASS" if conn["rss_per_socket_kib"] <= 40 else "FAIL",
+                              f"{conn['rss_per_socket_kib']} KiB/socket ({conn['opened']} open, "
+                              f"{conn['alive_at_end']} alive after {conn['idle_s']:g} s){note}"))
+    else:
+        targets.append(Target(name, "n/a", conn.get("skipped", "not run")))
+
+    # 5. login storm
+    logins = results.get("logins") or {}
+    if logins.get("logins_per_s") is not None:
+        p99 = logins["health_live_ms"]["p99"]
+        targets.append(Target("/health/live p99 ≤ 50 ms during the login storm",
+                              "PASS" if p99 is not None and p99 <= 50 else "FAIL",
+                              f"p99 {p99} ms, max {logins['health_live_ms']['max']} ms "
+                              f"({logins['health_samples']} polls)"))
+        targets.append(Target("login throughput ≥ 80% of cores ÷ one bcrypt hash time",
+                              "PASS" if logins["ratio"] >= 0.8 else "FAIL",
+                              f"{logins['logins_per_s']} logins/s vs {logins['cores']} ÷ {logins['hash_ms']} ms = "
+                              f"{logins['theoretical_logins_per_s']}/s → {logins['ratio']:.0%} "
+                              f"({logins['ok']}/{logins['logins']} ok)"))
+    else:
+        for name in ("/health/live p99 ≤ 50 ms during the login storm",
+                     "login throughput ≥ 80% of cores ÷ one bcrypt hash time"):
+            targets.append(Target(name, "n/a", logins.get("skipped", "not run")))
+
+    # 6. start-up
+    start = results.get("startup") or {}
+    if start.get("median_s") is not None:
+        targets.append(Target("start-up (spawn → /health/ready 200, embedded database included) ≤ 3 s",
+                              "PASS" if start["median_s"] <= 3 else "FAIL",
+                              f"median {start['median_s']} s, max {start['max_s']} s over {len(start['runs'])} runs"))
+    else:
+        targets.append(Target("start-up ≤ 3 s", "n/a", start.get("skipped", "not run")))
+    return targets
+
+
+def _rows(results: dict) -> list[tuple[str, str, str, str]]:
+    rows: list[tuple[str, str, str, str]] = []
+    chat = results.get("chat")
+    if chat and "sent" in chat:
+        rows += [
+            ("chat", f"N={chat['conversations']}, {chat['rate']:g} msgs/s, {chat['duration_s']:g} s",
+             (f"sent {chat['sent']:,} delivered {chat['delivered']:,} lost {chat['lost']} dup {chat['duplicated']} "
+              f"ooo {chat['out_of_order']}"), ""),
+            ("", "latency p50/p95/p99/max", _lat(chat["latency_ms"]), ""),
+            ("", "ack latency p50/p95/p99/max", _lat(chat["ack_latency_ms"]), ""),
+            ("", "server CPU / peak RSS",
+             f"{_fmt(chat['server_cpu_s'], ' s', 2)} / {_fmt(chat['server_peak_rss_mib'], ' MiB')}", chat["bound"]),
+            ("", "database CPU / peak RSS",
+             f"{_fmt(chat['database_cpu_s'], ' s', 2)} / {_fmt(chat['database_peak_rss_mib'], ' MiB')}", ""),
+            ("", "generator CPU", _fmt(chat["generator_cpu_s"], " s", 2), ""),
+        ]
+    for key, label in (("capacity", "capacity"), ("minimal", "limit: minimal")):
+        for n, r in _knees(results, key).items():
+            q = r.get("quarter_knee") or {}
+            batch = r.get("db_insert_batch_avg_at_knee")
+            writes = r.get("db_writes_before")
+            knee = (f"{r['knee_rate']:,.0f} msgs/s; ¼ knee p99 {q['latency_ms']['p99']} ms" if r["knee_rate"]
+                    else f"none (even {r['first_bad_rate']:,.0f}/s failed)")
+            rows.append((label, f"N={n:,} knee (p99 ≤ 50 ms, all delivered)",
+                         knee + (f"; db batch {batch}" if batch else "")
+                         + (f"; db writes before {writes:,}" if writes else ""),
+                         f"at {_fmt(r['first_bad_rate'], '/s', 0)}: {r['first_bad_reason']} — {r['bound']}"))
+    db = (results.get("limits") or {}).get("database") or {}
+    for row in db.get("batches") or []:
+        variant = row.get("variant", "as livechat connects")
+        ref = " (reference)" if row["batch"] == db.get("reference_batch") and variant == "as livechat connects" else ""
+        rows.append(("limit: database", f"insert_many batch {row['batch']}, {variant}{ref}",
+                     f"{row['docs_per_s']:,.0f} docs/s (batch p50 {row['batch_ms_p50']} ms)", row["bound"]))
+    conn = results.get("connections") or {}
+    if "rss_per_socket_kib" in conn:
+        rows += [
+            ("connections", f"{conn['opened']:,} idle sockets ({conn['users']} users)",
+             (f"{conn['rss_per_socket_kib']} KiB/socket (RSS {conn['server_rss_before_mib']} → "
+              f"{conn['server_rss_after_mib']} MiB)"), f"opened in {conn['open_s']} s"),
+            ("", f"heartbeats every {conn['heartbeat_s']:g} s, {conn['idle_s']:g} s idle",
+             f"{conn['server_idle_cores_with_sockets']:.3f} core; {conn['server_cpu_us_per_heartbeat']} µs/heartbeat",
+             f"alive at end {conn['alive_at_end']:,}"),
+            ("", "SIGTERM → exit with the sockets open", f"{conn['shutdown_s']} s",
+             f"{conn['closed_1001']:,} sockets got 1001"),
+        ]
+    logins = results.get("logins") or {}
+    if "logins_per_s" in logins:
+        rows += [
+            ("logins", f"{logins['logins']} concurrent at cost {logins['bcrypt_cost']}",
+             (f"{logins['logins_per_s']}/s of {logins['theoretical_logins_per_s']}/s theoretical "
+              f"({logins['ratio']:.0%})"), logins["bound"]),
+            ("", "/health/live during the storm", _lat(logins["health_live_ms"]),
+             f"{logins['health_samples']} polls"),
+        ]
+    start = results.get("startup") or {}
+    if "median_s" in start:
+        rss = start["runs"][0]
+        rows.append(("start-up", "spawn → /health/ready 200",
+                     f"median {start['median_s']} s, max {start['max_s']} s",
+                     f"idle RSS: server {rss['server_rss_mib']} MiB, database {rss['database_rss_mib']} MiB"))
+    for name, result in results.items():
+        if result.get("error"):
+            rows.append((name, "ERROR", result["error"], ""))
+        elif result.get("skipped"):
+            rows.append((name, "skipped", result["skipped"], ""))
+    return rows
+
+
+def render(results: dict, targets: list[Target], header: str) -> str:
+    rows = _rows(results)
+    widths = [max([len(r[i]) for r in rows] + [len(h)]) for i, h in enumerate(("scenario", "figure", "value"))]
+    lines = [header, ""]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths) + "  {}"
+    lines.append(fmt.format("scenario", "figure", "value", "bound"))
+    lines.append(fmt.format(*("-" * w for w in widths), "-----"))
+    lines += [fmt.format(*row) for row in rows]
+    lines += ["", "targets"]
+    width = max(len(t.name) for t in targets)
+    lines += [f"  {t.status:<4}  {t.name:<{width}}  {t.measured}" for t in targets]
+    return "\n".join(lines)
