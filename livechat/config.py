@@ -148,7 +148,7 @@ ENV_ALIASES: dict[str, tuple[str, str]] = {
     "LIVECHAT_DATA_DIR": ("server", "data_dir"),
 }
 # Not settings: read by __main__ itself.
-ENV_NOT_SETTINGS = frozenset({"LIVECHAT_ENV", "LIVECHAT_CONFIG", "LIVECHAT_ADMIN_PASSWORD"})
+ENV_NOT_SETTINGS = frozenset({"LIVECHAT_ENV", "LIVECHAT_CONFIG", "LIVECHAT_ADMIN_PASSWORD", "LIVECHAT_LOG_LEVEL"})
 
 
 def load_settings(path: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None) -> Settings:

@@ -34,6 +34,7 @@ def test_seed_environment_variables_override(tmp_path):
         "JWT_EXPIRES_IN": "30m", "CORS_ORIGIN": "https://a.example, https://b.example",
         "LIVECHAT_DATA_DIR": str(tmp_path), "LIVECHAT_AUTH_BCRYPT_ROUNDS": "10",
         "LIVECHAT_DATABASE_DRIVER": "pymongo", "LIVECHAT_ENV": "production", "UNRELATED": "x",
+        "LIVECHAT_LOG_LEVEL": "WARNING", "LIVECHAT_CONFIG": "", "LIVECHAT_ADMIN_PASSWORD": "not a setting",
     })
     assert s.server.port == 4000 and s.database.uri == "mongodb://db:27017"
     assert s.auth.jwt_expires_in == timedelta(minutes=30) and s.auth.bcrypt_rounds == 10
