@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.conftest import Api, expect
+from tests.conftest import expect
+from tests.ws_helpers import Scene
 
 PER_SENDER = 150
 
@@ -26,14 +27,8 @@ async def send_all(ws, conv_id: str, prefix: str) -> list[int]:
 
 async def test_two_apps_on_one_database_allocate_seq_safely(app_client, settings):
     first, second = await app_client(settings), await app_client(settings)  # same database name
-    api = Api(first)
-    sup = await api.user("supervisor")
-    agent = await api.user("agent", supervisor_id=sup["_id"])
-    cand = await api.user("candidate")
-    conv = await expect(await first.post("/conversations", json={"supervisorId": sup["_id"]},
-                                         headers=api.auth(cand)), 201)
-    await expect(await first.post(f"/conversations/{conv['_id']}/assign", json={"agentId": agent["_id"]},
-                                  headers=api.auth(sup)), 200)
+    scene = await Scene.create(first)
+    api, conv, cand, agent = scene.api, scene.conversation, scene.candidate, scene.agent
     cand_ws = await first.ws_connect("/ws?token=" + cand["token"])
     agent_ws = await second.ws_connect("/ws?token=" + agent["token"])
     for ws in (cand_ws, agent_ws):
