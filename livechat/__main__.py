@@ -88,7 +88,7 @@ def serve(settings: Settings, *, host: str | None, port: int | None) -> int:
 
 
 async def create_admin(settings: Settings, email: str, name: str) -> int:
-    from livechat.app import open_services
+    from livechat.services import open_services
 
     password = os.environ.get("LIVECHAT_ADMIN_PASSWORD")
     if password is None:

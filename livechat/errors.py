@@ -10,6 +10,7 @@ FORBIDDEN = "Forbidden, insufficient permissions"
 INVALID_SCHEMA = "Invalid request schema"
 UNAVAILABLE = "Service unavailable"
 INTERNAL = "Internal server error"
+ALREADY_CLOSED = "Conversation already closed"
 
 
 class DomainError(Exception):

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-if TYPE_CHECKING:  # annotations only: app.py imports this module
-    from livechat.app import Services
+if TYPE_CHECKING:  # annotations only: no import at run time
+    from livechat.services import Services
     from livechat.config import Settings
 
 settings_key: web.AppKey[Settings] = web.AppKey("settings")

@@ -7,19 +7,21 @@ State changes are single conditional updates in storage, so a race can only ever
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from attrs import frozen
 from bson import ObjectId
 
 from livechat.domain import policy
+from livechat.domain.events import ConversationClosed, ConversationChanged, MemberEvicted
 from livechat.domain.models import Conversation, ConversationStatus, Message, Role, User
 from livechat.domain.policy import Action
 from livechat.domain.ports import ConversationRepo, EventPublisher, MessageRepo, UserRepo, WriteSerializer
-from livechat.errors import Forbidden, InvalidInput, InvalidState, NotFound
+from livechat.errors import ALREADY_CLOSED, Forbidden, InvalidInput, InvalidState, NotFound
 
-ALREADY_CLOSED = "Conversation already closed"
 NOT_OPEN = "Conversation is not open"
 NOT_YET_ASSIGNED = "Conversation not yet assigned"
-CONVERSATION_CLOSED = "CONVERSATION_CLOSED"
+REPLAY_PAGE = 500
 
 
 @frozen
@@ -47,7 +49,7 @@ class ConversationService:
         self._events = events
         self._writes = writes
 
-    async def load(self, user: User, action: Action, conv_id: ObjectId) -> Conversation:
+    async def load_authorized(self, user: User, action: Action, conv_id: ObjectId) -> Conversation:
         """The conversation, if ``user`` may do ``action`` on it (404/403 otherwise)."""
         policy.ensure_role(user, action)
         conv = await self._conversations.get(conv_id)
@@ -63,10 +65,12 @@ class ConversationService:
             raise NotFound("Supervisor not found")
         if supervisor.role is not Role.SUPERVISOR:
             raise InvalidInput("Invalid supervisor role")
-        return await self._conversations.insert(Conversation.new(candidate_id=user.id, supervisor_id=supervisor.id))
+        conv = await self._conversations.insert(Conversation.new(candidate_id=user.id, supervisor_id=supervisor.id))
+        self._events.publish(ConversationChanged(conv))
+        return conv
 
     async def assign(self, user: User, conv_id: ObjectId, req: AssignAgent) -> Conversation:
-        conv = await self.load(user, Action.ASSIGN, conv_id)
+        conv = await self.load_authorized(user, Action.ASSIGN, conv_id)
         if conv.status is ConversationStatus.CLOSED:
             raise InvalidState(ALREADY_CLOSED)
         agent = await self._users.get(req.agent_id)
@@ -80,15 +84,16 @@ class ConversationService:
         if updated is None:  # closed between our read and our write
             raise InvalidState(ALREADY_CLOSED)
         if conv.agent_id is not None and conv.agent_id != agent.id:
-            self._events.evict(conv.id, conv.agent_id)  # the previous agent loses access at once
+            self._events.publish(MemberEvicted(conv.id, conv.agent_id))  # the previous agent loses access at once
+        self._events.publish(ConversationChanged(updated))
         return updated
 
     async def get(self, user: User, conv_id: ObjectId) -> tuple[Conversation, list[Message]]:
-        conv = await self.load(user, Action.VIEW, conv_id)
+        conv = await self.load_authorized(user, Action.VIEW, conv_id)
         return conv, await self._messages.page(conv.id)
 
     async def history(self, user: User, conv_id: ObjectId, *, after_seq: int, limit: int) -> Page:
-        conv = await self.load(user, Action.VIEW, conv_id)
+        conv = await self.load_authorized(user, Action.VIEW, conv_id)
         messages = await self._messages.page(conv.id, after_seq=after_seq, limit=limit)
         return Page(messages, messages[-1].seq if len(messages) == limit else None)
 
@@ -103,32 +108,52 @@ class ConversationService:
 
     async def _close(self, user: User, action: Action, conv_id: ObjectId, expected: ConversationStatus,
                      wrong_state: str, *, agent_id: ObjectId | None = None) -> Conversation:
-        conv = await self.load(user, action, conv_id)
+        conv = await self.load_authorized(user, action, conv_id)
         _ensure_status(conv, expected, wrong_state)
 
         async def close_between_batches() -> Conversation | None:
             closed = await self._conversations.close(conv.id, expected, agent_id=agent_id)
             if closed is not None:
-                self._events.close_room(closed.id, CONVERSATION_CLOSED, {"conversationId": str(closed.id)})
+                self._events.publish(ConversationClosed(closed.id))
             return closed
 
         closed = await self._writes.exclusive(close_between_batches)
         if closed is None:  # lost a race (closed or reassigned meanwhile): say what won
-            conv = await self.load(user, action, conv_id)
+            conv = await self.load_authorized(user, action, conv_id)
             _ensure_status(conv, expected, wrong_state)
             raise InvalidState(ALREADY_CLOSED)
         return closed
 
     async def join(self, user: User, conv_id: ObjectId) -> Conversation:
         """May ``user`` be in the room? The assigned agent's first join moves open → assigned."""
-        conv = await self.load(user, Action.JOIN, conv_id)
+        conv = await self.load_authorized(user, Action.JOIN, conv_id)
         if conv.status is ConversationStatus.CLOSED:
             raise InvalidState(ALREADY_CLOSED)
         if user.role is Role.AGENT and conv.status is ConversationStatus.OPEN:
-            conv = await self._conversations.mark_assigned(conv.id, user.id) or await self.load(user, Action.JOIN, conv_id)
+            assigned = await self._conversations.mark_assigned(conv.id, user.id)
+            if assigned is not None:
+                self._events.publish(ConversationChanged(assigned))
+            conv = assigned or await self.load_authorized(user, Action.JOIN, conv_id)
             if conv.status is ConversationStatus.CLOSED:
                 raise InvalidState(ALREADY_CLOSED)
         return conv
+
+    async def top_seq(self, conv: Conversation) -> int:
+        """The highest stored seq (0: no message yet) — what a resuming client is told."""
+        return (await self._messages.top_seqs([conv.id])).get(conv.id, 0)
+
+    async def replay(self, conv: Conversation, *, after_seq: int, up_to: int) -> AsyncIterator[Message]:
+        """The messages a resuming client missed, ``after_seq < seq <= up_to``, oldest first, a page
+        at a time (the consumer sets the pace)."""
+        while after_seq < up_to:
+            page = await self._messages.page(conv.id, after_seq=after_seq, limit=REPLAY_PAGE)
+            for message in page:
+                if message.seq > up_to:
+                    return
+                yield message
+            if len(page) < REPLAY_PAGE:
+                return
+            after_seq = page[-1].seq
 
     async def list(self, user: User, *, status: ConversationStatus | None, before: ObjectId | None,
                    limit: int) -> list[Conversation]:

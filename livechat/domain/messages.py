@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -26,20 +27,19 @@ from attrs import define, field, frozen
 from bson import ObjectId
 
 from livechat.domain import policy
+from livechat.domain.events import MessageStored, SendRejected
 from livechat.domain.models import ConversationStatus, Message, User, utcnow
 from livechat.domain.policy import Action
 from livechat.domain.ports import ConversationRepo, DuplicateOf, EventPublisher, Member, MessageRepo
-from livechat.errors import INTERNAL, UNAVAILABLE, DomainError
-from livechat.serialization import iso, message_view
+from livechat.errors import ALREADY_CLOSED, INTERNAL, UNAVAILABLE, DomainError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-NEW_MESSAGE = "NEW_MESSAGE"
-MESSAGE_SENT = "MESSAGE_SENT"
-ERROR = "ERROR"
-ALREADY_CLOSED = "Conversation already closed"
 MAX_CONTENT_CHARS = 10_000
+# Conversations whose next seq is remembered; the least recently written are forgotten (and
+# reloaded from the database if they are written again), so the map stays bounded.
+SEQ_COUNTERS = 10_000
 
 
 @frozen
@@ -88,7 +88,7 @@ class MessageService:
     max_batch: int = 512
     max_queued: int = 50_000
     _queue: asyncio.Queue[Draft | _Step | object] = field(init=False, factory=asyncio.Queue)
-    _next_seq: dict[ObjectId, int] = field(init=False, factory=dict)
+    _next_seq: OrderedDict[ObjectId, int] = field(init=False, factory=OrderedDict)
     _accepting: bool = field(init=False, default=True)
 
     def submit(self, draft: Draft) -> None:
@@ -182,6 +182,10 @@ class MessageService:
             tops = await self.messages.top_seqs(unknown)
             for conv_id in unknown:
                 self._next_seq[conv_id] = tops.get(conv_id, 0) + 1
+        for conv_id in conv_ids:  # this batch's counters are the newest: never the ones forgotten
+            self._next_seq.move_to_end(conv_id)
+        while len(self._next_seq) > SEQ_COUNTERS:
+            self._next_seq.popitem(last=False)
         for item in accepted:
             item.message = self._new_message(item.draft)
         await self._store(accepted, answered)
@@ -222,18 +226,14 @@ class MessageService:
         self._next_seq[conv_id] = seq + 1
         return seq
 
-    def _deliver(self, draft: Draft, message: Message, *, fresh: bool) -> None:
-        if draft.client_message_id is not None:
-            draft.origin.send(MESSAGE_SENT, {
-                "conversationId": str(message.conversation_id), "clientMessageId": draft.client_message_id,
-                "messageId": str(message.id), "seq": message.seq, "createdAt": iso(message.created_at),
-            })
-        if fresh:  # a resend is acknowledged again but never broadcast again
-            self.events.publish(message.conversation_id, NEW_MESSAGE, message_view(message), exclude=draft.origin)
+    def observe(self, message: Message) -> None:
+        """Another process stored ``message``: skip its seq rather than collide with it."""
+        known = self._next_seq.get(message.conversation_id)
+        if known is not None and known <= message.seq:
+            self._next_seq[message.conversation_id] = message.seq + 1
 
-    @staticmethod
-    def _reply_error(draft: Draft, message: str) -> None:
-        data = {"message": message}
-        if draft.client_message_id is not None:
-            data["clientMessageId"] = draft.client_message_id
-        draft.origin.send(ERROR, data)
+    def _deliver(self, draft: Draft, message: Message, *, fresh: bool) -> None:
+        self.events.publish(MessageStored(message, origin=draft.origin, fresh=fresh))
+
+    def _reply_error(self, draft: Draft, reason: str) -> None:
+        self.events.publish(SendRejected(draft.origin, reason, draft.client_message_id))

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
+
+from attrs import frozen
 
 from bson import ObjectId
 
+from livechat.domain.events import DomainEvent
 from livechat.domain.models import Conversation, ConversationStatus, Message, Role, SupervisorStats, User
 
 T = TypeVar("T")
@@ -55,18 +60,30 @@ class WriteSerializer(Protocol):
 
 
 class Member(Protocol):
-    """One socket, as the services see it: somewhere to send an event."""
-
-    def send(self, event: str, data: dict[str, Any]) -> None: ...
+    """One socket, as the services see it: opaque, it only travels inside events (``origin``)."""
 
 
 class EventPublisher(Protocol):
-    """Fan-out to the sockets in a conversation's room (realtime/hub.py)."""
+    """Where the services announce what happened (domain/events.py); realtime/fanout.py listens."""
 
-    def publish(self, room: ObjectId, event: str, data: dict[str, Any], *, exclude: Any = None) -> None: ...
+    def publish(self, event: DomainEvent) -> None: ...
 
-    def evict(self, room: ObjectId, user_id: ObjectId) -> None:
-        """Take a user's sockets out of a room (it lost access)."""
 
-    def close_room(self, room: ObjectId, event: str, data: dict[str, Any]) -> None:
-        """Tell everyone in the room, then empty it."""
+@frozen
+class Change:
+    """One step of the database's change stream: where it got to, and what another process wrote
+    (``None`` when the step brought nothing for us: a quiet period, or our own write)."""
+
+    position: Any  # the resume token
+    wall_time: datetime | None = None
+    document: Message | Conversation | None = None
+
+
+class HistoryLost(Exception):
+    """The change stream cannot continue from its position (the database forgot that far back)."""
+
+
+class ChangeSource(Protocol):
+    """The database's change stream of messages and conversations, in write order."""
+
+    def changes(self, resume_after: Any | None) -> AbstractAsyncContextManager[AsyncIterator[Change]]: ...

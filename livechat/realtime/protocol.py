@@ -1,4 +1,6 @@
-"""The WebSocket protocol (CONTRACT.md A.6, B.1–B.4): event names, inbound payloads, error texts."""
+"""The WebSocket wire format (docs: README "WebSocket"): every event name, error text and close
+code, the builders of every outbound frame, and the parsing of inbound ones. Nothing else in
+livechat spells an event name or builds a frame."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from attrs import field, frozen
 from bson import ObjectId
 
 from livechat.domain.messages import MAX_CONTENT_CHARS
+from livechat.domain.models import Conversation, Message
+from livechat.serialization import iso, message_view
 
 # client → server
 JOIN_CONVERSATION = "JOIN_CONVERSATION"
@@ -20,6 +24,8 @@ CLOSE_CONVERSATION = "CLOSE_CONVERSATION"
 JOINED_CONVERSATION = "JOINED_CONVERSATION"
 LEFT_CONVERSATION = "LEFT_CONVERSATION"
 NEW_MESSAGE = "NEW_MESSAGE"
+MESSAGE_SENT = "MESSAGE_SENT"
+CONVERSATION_CLOSED = "CONVERSATION_CLOSED"
 ERROR = "ERROR"
 
 UNAUTHORIZED = "Unauthorized or invalid token"
@@ -30,9 +36,57 @@ TOO_MANY_MESSAGES = "Too many messages"
 TOO_MANY_CONNECTIONS = "Too many connections"
 
 CLOSE_UNAUTHORIZED = 4401
+CLOSE_GOING_AWAY = 1001  # server shutdown, or a write to the peer failed
+CLOSE_UNSUPPORTED = 1003  # a binary frame: this protocol is JSON text only
 CLOSE_POLICY = 1008  # sustained flooding, or too many sockets for one user
 CLOSE_INTERNAL = 1011
-CLOSE_UNSUPPORTED = 1003  # a binary frame: this protocol is JSON text only
+CLOSE_TRY_LATER = 1013  # a slow consumer, or the server could not check the token (database down)
+
+MAX_CLIENT_MESSAGE_ID = 64
+MAX_SEQ = 2**53  # the largest integer a JavaScript client holds exactly
+
+
+# --- outbound frames: built here and nowhere else ---------------------------------------------
+
+
+def encode(event: str, data: dict[str, Any]) -> str:
+    return json.dumps({"event": event, "data": data}, ensure_ascii=False, separators=(",", ":"))
+
+
+def error(reason: str, client_message_id: str | None = None) -> str:
+    data: dict[str, Any] = {"message": reason}
+    if client_message_id is not None:
+        data["clientMessageId"] = client_message_id
+    return encode(ERROR, data)
+
+
+def new_message(message: Message) -> str:
+    return encode(NEW_MESSAGE, message_view(message))
+
+
+def message_sent(message: Message) -> str:
+    return encode(MESSAGE_SENT, {
+        "conversationId": str(message.conversation_id), "clientMessageId": message.client_message_id,
+        "messageId": str(message.id), "seq": message.seq, "createdAt": iso(message.created_at),
+    })
+
+
+def joined(conv: Conversation, last_seq: int | None = None) -> str:
+    data: dict[str, Any] = {"conversationId": str(conv.id), "status": conv.status.value}
+    if last_seq is not None:
+        data["lastSeq"] = last_seq
+    return encode(JOINED_CONVERSATION, data)
+
+
+def left(conversation_id: ObjectId) -> str:
+    return encode(LEFT_CONVERSATION, {"conversationId": str(conversation_id)})
+
+
+def conversation_closed(conversation_id: ObjectId) -> str:
+    return encode(CONVERSATION_CLOSED, {"conversationId": str(conversation_id)})
+
+
+# --- inbound frames -----------------------------------------------------------------------------
 
 
 class FormatError(Exception):
@@ -52,19 +106,23 @@ def decode_frame(text: str) -> tuple[str, dict[str, Any]]:
     return event, data
 
 
-def _non_negative(instance: object, attribute: attrs.Attribute, value: int | None) -> None:
-    if value is not None and not 0 <= value <= 2**53:
-        raise ValueError(attribute.name)
+def is_client_message_id(value: Any) -> bool:
+    return isinstance(value, str) and 1 <= len(value) <= MAX_CLIENT_MESSAGE_ID
+
+
+def _seq_in_range(instance: object, attribute: attrs.Attribute, value: int | None) -> None:
+    if value is not None and not 0 <= value <= MAX_SEQ:
+        raise ValueError(f"{attribute.name}: 0-{MAX_SEQ}")
 
 
 def _content(instance: object, attribute: attrs.Attribute, value: str) -> None:
     if not 1 <= len(value.strip()) <= MAX_CONTENT_CHARS:
-        raise ValueError("content: 1-10000 characters after trimming")
+        raise ValueError(f"content: 1-{MAX_CONTENT_CHARS} characters after trimming")
 
 
 def _client_message_id(instance: object, attribute: attrs.Attribute, value: str | None) -> None:
-    if value is not None and not 1 <= len(value) <= 64:
-        raise ValueError("clientMessageId: 1-64 characters")
+    if value is not None and not is_client_message_id(value):
+        raise ValueError(f"clientMessageId: 1-{MAX_CLIENT_MESSAGE_ID} characters")
 
 
 @frozen
@@ -75,7 +133,7 @@ class ConversationRef:
 @frozen
 class Join:
     conversation_id: ObjectId
-    last_seq: int | None = field(default=None, validator=_non_negative)
+    last_seq: int | None = field(default=None, validator=_seq_in_range)
 
 
 @frozen

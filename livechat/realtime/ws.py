@@ -19,18 +19,18 @@ from livechat.domain import policy
 from livechat.domain.messages import Draft
 from livechat.domain.models import User
 from livechat.domain.policy import Action
-from livechat.errors import DomainError, Forbidden, InvalidInput, Unauthenticated
+from livechat.errors import ALREADY_CLOSED, DomainError, Forbidden, InvalidInput, Unauthenticated
 from livechat.keys import request_id_key, services_key, settings_key
-from livechat.realtime import protocol as p
-from livechat.realtime.hub import Connection, encode
-from livechat.serialization import message_view, parse
+from livechat.realtime import protocol
+from livechat.realtime.hub import Connection
+from livechat.serialization import parse
+from livechat.services import Services
 from livechat.web.http import bearer_token
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
-REPLAY_PAGE = 500
 
 
 class TokenBucket:
@@ -75,18 +75,18 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     try:
         user = await services.auth.authenticate(request.query.get("token") or bearer_token(request))
     except DomainError as exc:
+        unauthenticated = isinstance(exc, Unauthenticated)
         await ws.prepare(request)
-        await ws.send_str(encode(p.ERROR, {"message": p.UNAUTHORIZED if isinstance(exc, Unauthenticated)
-                                           else exc.message}))
-        await ws.close(code=p.CLOSE_UNAUTHORIZED if isinstance(exc, Unauthenticated) else 1013,
+        await ws.send_str(protocol.error(protocol.UNAUTHORIZED if unauthenticated else exc.message))
+        await ws.close(code=protocol.CLOSE_UNAUTHORIZED if unauthenticated else protocol.CLOSE_TRY_LATER,
                        message=b"unauthorized")
         return ws
     await ws.prepare(request)
     conn = Connection(ws, user, outbox_size=settings.outbox_size, send_timeout=settings.send_timeout,
                       request_id=request[request_id_key], transport=request.transport)
     if not services.hub.register(conn):
-        conn.send(p.ERROR, {"message": p.TOO_MANY_CONNECTIONS})
-        conn.close_soon(p.CLOSE_POLICY, "too many connections")
+        conn.send(protocol.error(protocol.TOO_MANY_CONNECTIONS))
+        conn.close(protocol.CLOSE_POLICY, "too many connections")
         await conn.wait_closed(settings.send_timeout)
         return ws
     session = Session(services, conn, TokenBucket(settings.rate_burst, settings.rate_per_second),
@@ -96,25 +96,25 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
             if msg.type is WSMsgType.TEXT:
                 await session.handle(msg.data)
             elif msg.type is WSMsgType.BINARY:
-                conn.send(p.ERROR, {"message": p.INVALID_FORMAT})
-                conn.close_soon(p.CLOSE_UNSUPPORTED, "text frames only")
+                conn.send(protocol.error(protocol.INVALID_FORMAT))
+                conn.close(protocol.CLOSE_UNSUPPORTED, "text frames only")
             if conn.dropped:
                 break
     except Exception:
         log.exception("websocket handling failed (user %s, request %s)", user.id, conn.request_id)
-        conn.abort(p.CLOSE_INTERNAL, "internal error")
+        conn.close(protocol.CLOSE_INTERNAL, "internal error", now=True)
     finally:
         services.hub.unregister(conn)
         if conn.dropped:  # we are closing it: let the queued events and the close frame out first
             await conn.wait_closed(settings.send_timeout)
-        await conn.aclose()
+        await conn.finish()
     return ws
 
 
 class Session:
     """One socket's conversation with the server: frames in, service calls, events out."""
 
-    def __init__(self, services: Any, conn: Connection, bucket: TokenBucket, abuse_strikes: int) -> None:
+    def __init__(self, services: Services, conn: Connection, bucket: TokenBucket, abuse_strikes: int) -> None:
         self.services = services
         self.conn = conn
         self.user: User = conn.user
@@ -122,24 +122,24 @@ class Session:
         self.abuse_strikes = abuse_strikes
         self.strikes = 0
         self.handlers = {
-            p.JOIN_CONVERSATION: self.join,
-            p.SEND_MESSAGE: self.send_message,
-            p.LEAVE_CONVERSATION: self.leave,
-            p.CLOSE_CONVERSATION: self.close,
+            protocol.JOIN_CONVERSATION: self.join,
+            protocol.SEND_MESSAGE: self.send_message,
+            protocol.LEAVE_CONVERSATION: self.leave,
+            protocol.CLOSE_CONVERSATION: self.close_conversation,
         }
 
-    def error(self, message: str, **extra: Any) -> None:
-        self.conn.send(p.ERROR, {"message": message, **extra})
+    def error(self, message: str, client_message_id: str | None = None) -> None:
+        self.conn.send(protocol.error(message, client_message_id))
 
     async def handle(self, text: str) -> None:
         try:
-            event, data = p.decode_frame(text)
-        except p.FormatError:
-            self.error(p.INVALID_FORMAT)
+            event, data = protocol.decode_frame(text)
+        except protocol.FormatError:
+            self.error(protocol.INVALID_FORMAT)
             return
         handler = self.handlers.get(event)
         if handler is None:
-            self.error(p.UNKNOWN_EVENT)
+            self.error(protocol.UNKNOWN_EVENT)
             return
         try:
             await handler(data)
@@ -148,70 +148,62 @@ class Session:
 
     async def join(self, data: dict[str, Any]) -> None:
         policy.ensure_role(self.user, Action.JOIN)
-        req = parse(data, p.Join)
-        conv = await self.services.conversations.join(self.user, req.conversation_id)
-        hub, room = self.services.hub, conv.id
+        req = parse(data, protocol.Join)
+        conversations, room = self.services.conversations, req.conversation_id
+        conv = await conversations.join(self.user, room)
         if req.last_seq is None:
-            hub.join(room, self.conn)
-            self.conn.send(p.JOINED_CONVERSATION, {"conversationId": str(room), "status": conv.status.value})
+            self.services.fanout.join(room, self.conn)
+            self.conn.send(protocol.joined(conv))
             return
-        # Resume (B.3): live events of this room wait while the gap is replayed from the database.
+        # Resume (B.3): live messages of this room wait while the gap is replayed from the database.
         self.conn.hold(room, after_seq=req.last_seq)
-        hub.join(room, self.conn)
-        messages = self.services.store.messages
+        self.services.fanout.join(room, self.conn)
         try:
-            top = (await messages.top_seqs([room])).get(room, 0)
+            top = await conversations.top_seq(conv)
+            self.services.fanout.prime(room, top)
             self.conn.rewind(room, top)
-            self.conn.send(p.JOINED_CONVERSATION,
-                           {"conversationId": str(room), "status": conv.status.value, "lastSeq": top})
-            after = req.last_seq
-            while after < top:
-                page = await messages.page(room, after_seq=after, limit=REPLAY_PAGE)
-                if not page:
-                    break
-                for message in page:  # paced by the outbox: a long gap never overflows it
-                    await self.conn.put(encode(p.NEW_MESSAGE, message_view(message)), room, message.seq)
-                after = page[-1].seq
+            self.conn.send(protocol.joined(conv, top))
+            async for message in conversations.replay(conv, after_seq=req.last_seq, up_to=top):
+                await self.conn.replay(protocol.new_message(message), room, message.seq)
         except BaseException:
-            hub.leave(room, self.conn)
+            self.services.hub.leave(room, self.conn)
             raise
         finally:
             self.conn.release(room)
 
     async def send_message(self, data: dict[str, Any]) -> None:
         client_id = data.get("clientMessageId")
-        extra = {"clientMessageId": client_id} if isinstance(client_id, str) and 1 <= len(client_id) <= 64 else {}
+        client_id = client_id if protocol.is_client_message_id(client_id) else None  # errors repeat a valid one
         if not self.bucket.take():
             self.strikes += 1
-            self.error(p.TOO_MANY_MESSAGES, **extra)
+            self.error(protocol.TOO_MANY_MESSAGES, client_id)
             if self.strikes >= self.abuse_strikes:
-                self.conn.close_soon(p.CLOSE_POLICY, "message flood")
+                self.conn.close(protocol.CLOSE_POLICY, "message flood")
             return
         self.strikes = 0
         try:
             policy.ensure_role(self.user, Action.SEND)
-            req = parse(data, p.Send)
+            req = parse(data, protocol.Send)
             if req.conversation_id not in self.conn.rooms:
                 if req.conversation_id in self.conn.closed_rooms:
-                    raise InvalidInput("Conversation already closed")
-                raise InvalidInput(p.NOT_JOINED)
+                    raise InvalidInput(ALREADY_CLOSED)
+                raise InvalidInput(protocol.NOT_JOINED)
         except DomainError as exc:
-            self.error(exc.message, **extra)
+            self.error(exc.message, client_id)
             return
         self.services.messages.submit(Draft(sender=self.user, origin=self.conn, conversation_id=req.conversation_id,
                                             content=req.content, client_message_id=req.client_message_id))
 
     async def leave(self, data: dict[str, Any]) -> None:
         policy.ensure_role(self.user, Action.LEAVE)
-        req = parse(data, p.ConversationRef)
+        req = parse(data, protocol.ConversationRef)
         self.services.hub.leave(req.conversation_id, self.conn)
-        self.conn.send(p.LEFT_CONVERSATION, {"conversationId": str(req.conversation_id)})
+        self.conn.send(protocol.left(req.conversation_id))
 
-    async def close(self, data: dict[str, Any]) -> None:
+    async def close_conversation(self, data: dict[str, Any]) -> None:
         policy.ensure_role(self.user, Action.CLOSE_IN_CHAT)
-        req = parse(data, p.ConversationRef)
+        req = parse(data, protocol.ConversationRef)
         in_room = self.conn in self.services.hub.members(req.conversation_id)
         conv = await self.services.conversations.close_in_chat(self.user, req.conversation_id)
         if not in_room:  # the room heard it; the closer hears it even if it never joined
-            self.conn.send("CONVERSATION_CLOSED", {"conversationId": str(conv.id)})
-
+            self.conn.send(protocol.conversation_closed(conv.id))

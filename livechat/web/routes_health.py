@@ -24,7 +24,7 @@ async def live_handler(request: web.Request) -> web.Response:
 async def ready_handler(request: web.Request) -> web.Response:
     try:
         async with asyncio.timeout(READY_TIMEOUT):
-            await request.app[services_key].store.ping()
+            await request.app[services_key].ping()
     except TimeoutError:
         raise Unavailable() from None
     return ok({"status": "ok", "database": "ok"})

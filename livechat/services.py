@@ -1,0 +1,89 @@
+"""The services and their assembly: everything with a lifetime, started in order and stopped in
+reverse. The edges (``web/``, ``realtime/ws.py``) reach the domain only through ``Services``."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from attrs import frozen
+
+from livechat.config import ConfigError, Settings
+from livechat.domain.auth import AuthService, PasswordHasher, TokenCodec
+from livechat.domain.conversations import ConversationService
+from livechat.domain.messages import MessageService
+from livechat.domain.teams import TeamService
+from livechat.domain.throttle import LoginThrottle
+from livechat.realtime.fanout import Fanout
+from livechat.realtime.hub import Hub
+from livechat.storage.embedded import embedded_database
+from livechat.storage.mongo import MongoStore, open_store, redact_uri
+
+log = logging.getLogger(__name__)
+
+
+@frozen
+class Services:
+    store: MongoStore
+    hub: Hub
+    fanout: Fanout
+    auth: AuthService
+    conversations: ConversationService
+    teams: TeamService
+    messages: MessageService
+
+    async def ping(self) -> None:
+        """Raise ``Unavailable`` unless the database answers (GET /health/ready)."""
+        await self.store.ping()
+
+
+@contextlib.asynccontextmanager
+async def database_uri(settings: Settings) -> AsyncIterator[str]:
+    """The configured MongoDB, or (development, no URI) an embedded SecantusDB for our lifetime."""
+    if settings.database.uri:
+        log.info("database: %s", redact_uri(settings.database.uri))
+        yield settings.database.uri
+        return
+    if settings.is_production:
+        raise ConfigError("database.uri: MONGODB_URI is required in production")
+    async with embedded_database(settings.database.embedded_command, settings.data_dir,
+                                 settings.database.embedded_start_timeout) as uri:
+        yield uri
+
+
+def login_throttle(settings: Settings) -> LoginThrottle:
+    auth = settings.auth
+    return LoginThrottle(auth.login_failures_per_account, auth.login_failures_per_client,
+                         auth.login_window.total_seconds())
+
+
+@contextlib.asynccontextmanager
+async def open_services(settings: Settings, hub: Hub | None = None) -> AsyncIterator[Services]:
+    """Database (embedded if need be), repositories, hashing threads, the message writer."""
+    if not settings.auth.jwt_secret:
+        raise ConfigError("auth.jwt_secret: no JWT secret (call config.with_jwt_secret first)")
+    hub = hub or Hub(settings.ws.max_sockets_per_user)
+    hasher = PasswordHasher(settings.auth.bcrypt_rounds, settings.auth.hash_threads)
+    try:
+        async with database_uri(settings) as uri, open_store(settings.database, uri) as store:
+            tokens = TokenCodec(settings.auth.jwt_secret, settings.auth.jwt_expires_in, settings.auth.jwt_leeway)
+            fanout = Fanout(hub, store.messages, store.conversations)
+            messages = MessageService(store.conversations, store.messages, fanout)
+            try:
+                async with messages.running():
+                    yield Services(
+                        store=store,
+                        hub=hub,
+                        fanout=fanout,
+                        auth=AuthService(store.users, hasher, tokens, login_throttle(settings),
+                                         open_signup=not settings.is_production),
+                        conversations=ConversationService(store.conversations, store.users, store.messages,
+                                                          fanout, writes=messages),
+                        teams=TeamService(store.users, store.conversations),
+                        messages=messages,
+                    )
+            finally:
+                await fanout.stop()
+    finally:
+        hasher.close()
