@@ -1,4 +1,4 @@
-"""``python -m livechat [serve|create-admin|check-config]``."""
+"""``python -m livechat [serve|create-admin|check-config|database]``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import asyncio
 import getpass
 import logging
 import os
+import signal
 import sys
+import threading
 
 import attrs
 from aiohttp import web
@@ -17,7 +19,7 @@ from livechat.config import ConfigError, Settings, load_settings, with_jwt_secre
 from livechat.domain.auth import MAX_PASSWORD_CHARS, SignupRequest
 from livechat.domain.models import Role
 from livechat.errors import Conflict, DomainError
-from livechat.storage.embedded import EmbeddedDatabaseError
+from livechat.storage.embedded import EmbeddedDatabaseError, EmbeddedServer
 
 log = logging.getLogger("livechat")
 
@@ -42,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_argument("--email", required=True)
     admin.add_argument("--name", default="Administrator")
     sub.add_parser("check-config", help="validate the configuration and print it (secrets hidden)")
+    database = sub.add_parser(
+        "database",
+        help="run the embedded database alone, in the foreground, for several livechat processes to share",
+    )
+    database.add_argument("--port", type=int, default=27017, help="port to listen on (default 27017; 0: any free one)")
     return parser
 
 
@@ -55,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check-config":
             print(settings)
             return 0
+        if args.command == "database":
+            return run_database(settings, args.port)
         if args.command == "create-admin":
             return asyncio.run(create_admin(with_jwt_secret(settings), args.email, args.name))
         return serve(with_jwt_secret(settings), host=getattr(args, "host", None), port=getattr(args, "port", None))
@@ -84,6 +93,26 @@ def serve(settings: Settings, *, host: str | None, port: int | None) -> int:
         keepalive_timeout=settings.server.keepalive_timeout,
         print=lambda *a: log.info("ready: listening on http://%s:%s", host, settings.server.port),
     )
+    return 0
+
+
+def run_database(settings: Settings, port: int) -> int:
+    """SecantusDB on loopback with its data where the embedded default keeps it; Ctrl-C stops it."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    server = EmbeddedServer(settings.database.embedded_command, str(settings.data_dir / "secantus"),
+                            log_path=settings.data_dir / "secantus.log", port=port or None)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    server.start()
+    try:
+        asyncio.run(server.wait_ready_async(settings.database.embedded_start_timeout))
+        print(f"MONGODB_URI={server.uri}", flush=True)
+        log.info("embedded database on port %s, data in %s; Ctrl-C stops it", server.port, settings.data_dir / "secantus")
+        while not stop.wait(0.5):
+            server.check_alive()
+    finally:
+        server.stop()
     return 0
 
 

@@ -45,6 +45,13 @@ class Driver(enum.Enum):
     PYMONGO = "pymongo"
 
 
+class FanoutMode(enum.Enum):
+    """How events reach sockets on other processes."""
+
+    CHANGESTREAM = "changestream"  # follow the database's change stream (needs a replica set)
+    PROCESS = "process"  # this process only: one livechat process per database
+
+
 def _between(lo: float, hi: float):
     def check(instance: Any, attribute: attrs.Attribute, value: float) -> None:
         if not lo <= value <= hi:
@@ -102,6 +109,7 @@ class WebSocketSettings:
     rate_burst: int = field(default=200, validator=_between(1, 1_000_000))
     rate_per_second: float = field(default=20.0, validator=_between(0.1, 1_000_000))
     abuse_strikes: int = field(default=100, validator=_between(1, 1_000_000))
+    fanout: FanoutMode = FanoutMode.CHANGESTREAM
 
 
 @frozen
@@ -337,7 +345,7 @@ def _coerce_env(text: str, target: Any, label: str) -> Any:
 
 
 def _enum_for(target: Any) -> type[enum.Enum] | None:
-    for cls in (Profile, Driver):
+    for cls in (Profile, Driver, FanoutMode):
         if target in (cls, cls.__name__):
             return cls
     return None

@@ -9,13 +9,14 @@ from collections.abc import AsyncIterator
 
 from attrs import frozen
 
-from livechat.config import ConfigError, Settings
+from livechat.config import ConfigError, FanoutMode, Settings
 from livechat.domain.auth import AuthService, PasswordHasher, TokenCodec
 from livechat.domain.conversations import ConversationService
 from livechat.domain.messages import MessageService
 from livechat.domain.teams import TeamService
 from livechat.domain.throttle import LoginThrottle
 from livechat.realtime.fanout import Fanout
+from livechat.realtime.feed import ChangeFeed
 from livechat.realtime.hub import Hub
 from livechat.storage.embedded import embedded_database
 from livechat.storage.mongo import MongoStore, open_store, redact_uri
@@ -32,6 +33,7 @@ class Services:
     conversations: ConversationService
     teams: TeamService
     messages: MessageService
+    feed: ChangeFeed | None = None  # None: ws.fanout = "process"
 
     async def ping(self) -> None:
         """Raise ``Unavailable`` unless the database answers (GET /health/ready)."""
@@ -60,7 +62,8 @@ def login_throttle(settings: Settings) -> LoginThrottle:
 
 @contextlib.asynccontextmanager
 async def open_services(settings: Settings, hub: Hub | None = None) -> AsyncIterator[Services]:
-    """Database (embedded if need be), repositories, hashing threads, the message writer."""
+    """Database (embedded if need be), repositories, hashing threads, the message writer and,
+    with ``ws.fanout = "changestream"``, the change feed."""
     if not settings.auth.jwt_secret:
         raise ConfigError("auth.jwt_secret: no JWT secret (call config.with_jwt_secret first)")
     hub = hub or Hub(settings.ws.max_sockets_per_user)
@@ -70,6 +73,10 @@ async def open_services(settings: Settings, hub: Hub | None = None) -> AsyncIter
             tokens = TokenCodec(settings.auth.jwt_secret, settings.auth.jwt_expires_in, settings.auth.jwt_leeway)
             fanout = Fanout(hub, store.messages, store.conversations)
             messages = MessageService(store.conversations, store.messages, fanout)
+            feed = None
+            if settings.ws.fanout is FanoutMode.CHANGESTREAM:
+                feed = ChangeFeed(store, fanout, observe_message=messages.observe)
+                await feed.start()
             try:
                 async with messages.running():
                     yield Services(
@@ -82,8 +89,11 @@ async def open_services(settings: Settings, hub: Hub | None = None) -> AsyncIter
                                                           fanout, writes=messages),
                         teams=TeamService(store.users, store.conversations),
                         messages=messages,
+                        feed=feed,
                     )
             finally:
+                if feed is not None:
+                    await feed.stop()
                 await fanout.stop()
     finally:
         hasher.close()

@@ -56,12 +56,12 @@ class EmbeddedServer:
     """One ``secantusd-py`` process on a free loopback port."""
 
     def __init__(self, command: str, storage_path: str, log_path: Path | None = None,
-                 host: str = "127.0.0.1") -> None:
+                 host: str = "127.0.0.1", port: int | None = None) -> None:
         self.command = resolve_command(command)
         self.storage_path = storage_path
         self.log_path = log_path
         self.host = host
-        self.port = free_port()
+        self.port = port or free_port()
         self.process: subprocess.Popen | None = None
 
     @property

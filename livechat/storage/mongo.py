@@ -28,7 +28,7 @@ from cattrs.preconf.bson import make_converter
 from livechat.config import DatabaseSettings, Driver
 from livechat.domain.models import (ACTIVE_STATUSES, Conversation, ConversationStatus, Message, Role, SupervisorStats, User,
                                     utcnow)
-from livechat.domain.ports import DuplicateOf
+from livechat.domain.ports import Change, DuplicateOf, HistoryLost
 from livechat.errors import Conflict, Unavailable
 
 log = logging.getLogger(__name__)
@@ -261,8 +261,9 @@ class MongoConversationRepo:
 
 
 class MongoMessageRepo:
-    def __init__(self, collection: Any) -> None:
+    def __init__(self, collection: Any, writer: str) -> None:
         self._c = collection
+        self._writer = writer
 
     async def ensure_indexes(self) -> None:
         # Contiguous, unique order per conversation (CONTRACT.md B.1) and idempotent resends (B.2).
@@ -281,7 +282,7 @@ class MongoMessageRepo:
         if not messages:
             return 0, None
         try:
-            await self._c.insert_many([to_document(m) for m in messages], ordered=True)
+            await self._c.insert_many([self._document(m) for m in messages], ordered=True)
         except pymongo.errors.BulkWriteError as exc:
             stored = exc.details.get("nInserted", 0)
             errors = exc.details.get("writeErrors", [])
@@ -290,6 +291,11 @@ class MongoMessageRepo:
             key = errors[0].get("keyPattern") or {}
             return stored, DuplicateOf.CLIENT_MESSAGE if "clientMessageId" in key else DuplicateOf.SEQ
         return len(messages), None
+
+    def _document(self, message: Message) -> dict[str, Any]:
+        doc = to_document(message)
+        doc[WRITER] = self._writer  # so this process's change feed can skip its own writes
+        return doc
 
     @translate_errors
     async def top_seqs(self, conv_ids: list[ObjectId]) -> dict[ObjectId, int]:
@@ -316,14 +322,74 @@ class MongoMessageRepo:
         return [from_document(d, Message) for d in await cursor.to_list(None)]
 
 
-class MongoStore:
-    """One database: its repositories plus the health probe."""
+# --- the change stream (realtime/feed.py follows it) -----------------------------------------
 
-    def __init__(self, db: Any) -> None:
+WRITER = "writer"  # message field: which process stored it
+STREAM_AWAIT_MS = 500  # a quiet stream answers this often, which keeps its position fresh
+_FOLLOWED = {"messages": Message, "conversations": Conversation}
+_CHANGES_PIPELINE = [{"$match": {"ns.coll": {"$in": list(_FOLLOWED)},
+                                 "operationType": {"$in": ["insert", "update", "replace"]}}}]
+_CANNOT_RESUME = {260, 280, 286}  # InvalidResumeToken, ChangeStreamFatalError, ChangeStreamHistoryLost
+_NEEDS_REPLICA_SET = {40573, 40324}
+
+
+class ChangeStreamUnsupported(RuntimeError):
+    """The server has no change streams (a standalone mongod): one line saying what to do."""
+
+
+def _stream_error(exc: pymongo.errors.PyMongoError) -> Exception:
+    if isinstance(exc, pymongo.errors.OperationFailure) and not _is_outage(exc):
+        if exc.code in _NEEDS_REPLICA_SET or "replica set" in str(exc):
+            return ChangeStreamUnsupported(
+                "ws.fanout = changestream needs a MongoDB replica set (change streams); "
+                "use a replica set or set LIVECHAT_WS_FANOUT=process for a single process")
+        if exc.code in _CANNOT_RESUME or exc.has_error_label("NonResumableChangeStreamError") \
+                or "resume" in str(exc).lower():
+            return HistoryLost(str(exc.code))
+    return Unavailable()
+
+
+class MongoStore:
+    """One database: its repositories, its change stream and the health probe."""
+
+    def __init__(self, db: Any, writer: str | None = None) -> None:
         self._db = db
+        self.writer = writer or str(ObjectId())  # this process, as its message documents name it
         self.users = MongoUserRepo(db["users"])
         self.conversations = MongoConversationRepo(db["conversations"], db["users"])
-        self.messages = MongoMessageRepo(db["messages"])
+        self.messages = MongoMessageRepo(db["messages"], self.writer)
+
+    @contextlib.asynccontextmanager
+    async def changes(self, resume_after: Any | None) -> AsyncIterator[AsyncIterator[Change]]:
+        """Follow inserts and updates of messages and conversations, in write order, from
+        ``resume_after`` (a previous ``Change.position``) or from now. Raises ``Unavailable`` when the
+        database is away, ``HistoryLost`` when it cannot continue from there."""
+        try:
+            stream = await _maybe_await(self._db.watch(
+                _CHANGES_PIPELINE, full_document="updateLookup", resume_after=resume_after,
+                max_await_time_ms=STREAM_AWAIT_MS))
+        except pymongo.errors.PyMongoError as exc:
+            raise _stream_error(exc) from exc
+        try:
+            yield self._follow(stream)
+        finally:
+            with contextlib.suppress(pymongo.errors.PyMongoError):
+                await _maybe_await(stream.close())
+
+    async def _follow(self, stream: Any) -> AsyncIterator[Change]:
+        while True:
+            try:
+                event = await stream.try_next()
+            except pymongo.errors.PyMongoError as exc:
+                raise _stream_error(exc) from exc
+            if event is None:
+                yield Change(stream.resume_token)
+                continue
+            doc, cls = event.get("fullDocument"), _FOLLOWED.get(event["ns"]["coll"])
+            if doc is None or cls is None or doc.get(WRITER) == self.writer:
+                yield Change(stream.resume_token, event.get("wallTime"))
+            else:
+                yield Change(stream.resume_token, event.get("wallTime"), from_document(doc, cls))
 
     async def ensure_indexes(self) -> None:
         for repo in (self.users, self.conversations, self.messages):

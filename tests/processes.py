@@ -1,0 +1,159 @@
+"""Several real livechat processes on one real SecantusDB, and clients that talk to them over
+HTTP and WebSocket — the tools of the cross-process tests (tests/test_multiprocess.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from livechat.storage.embedded import EmbeddedServer, free_port
+from tests.conftest import PASSWORD, TEST_SECRET
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def livechat_env(tmp_path: Path, mongo_uri: str, database: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("LIVECHAT_") and k not in {"PORT", "MONGODB_URI", "JWT_SECRET", "CORS_ORIGIN"}}
+    env.update({"MONGODB_URI": mongo_uri, "JWT_SECRET": TEST_SECRET, "LIVECHAT_DATABASE_NAME": database,
+                "LIVECHAT_DATA_DIR": str(tmp_path / "data"), "LIVECHAT_AUTH_BCRYPT_ROUNDS": "4",
+                "LIVECHAT_DATABASE_TIMEOUT_MS": "2000", **extra})
+    return env
+
+
+class Livechat:
+    """``python -m livechat serve`` as a child process."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = log_dir / f"livechat-{self.port}.log"
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "livechat", "serve", "--port", str(self.port)],
+                                         cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    async def ready(self, session: aiohttp.ClientSession, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log.read_text()
+            try:
+                async with session.get(self.base + "/health/ready") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+        raise AssertionError("livechat not ready in time:\n" + self.log.read_text())
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        self.proc.wait(20)
+
+
+class RestartableDatabase:
+    """A SecantusDB with its data on disk, which a test may stop and start again on the same port."""
+
+    def __init__(self, path: Path) -> None:
+        self.server = EmbeddedServer(os.environ.get("LIVECHAT_TEST_DB_COMMAND", "secantusd-py"), str(path / "db"),
+                                     log_path=path / "secantus.log")
+
+    @property
+    def uri(self) -> str:
+        return self.server.uri
+
+    def start(self) -> None:
+        self.server.start()
+        self.server.wait_ready(30)
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+class Socket:
+    """One client WebSocket with a buffer of what arrived."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, user: dict[str, Any]) -> None:
+        self.ws = ws
+        self.user = user
+        self.frames: list[dict[str, Any]] = []
+
+    async def emit(self, event: str, data: dict[str, Any]) -> None:
+        await self.ws.send_json({"event": event, "data": data})
+
+    async def next(self, timeout: float = 15) -> dict[str, Any]:
+        msg = await self.ws.receive(timeout=timeout)
+        assert msg.type is aiohttp.WSMsgType.TEXT, (msg.type, msg.data)
+        frame = msg.json()
+        self.frames.append(frame)
+        return frame
+
+    async def expect(self, event: str, timeout: float = 15) -> dict[str, Any]:
+        """Read until ``event`` arrives (keeping everything read in ``frames``); its data."""
+        deadline = time.monotonic() + timeout
+        while True:
+            frame = await self.next(max(0.01, deadline - time.monotonic()))
+            if frame["event"] == event:
+                return frame["data"]
+
+    async def join(self, conv_id: str, **extra: Any) -> dict[str, Any]:
+        await self.emit("JOIN_CONVERSATION", {"conversationId": conv_id, **extra})
+        return await self.expect("JOINED_CONVERSATION")
+
+    def seen(self, event: str) -> list[dict[str, Any]]:
+        return [f["data"] for f in self.frames if f["event"] == event]
+
+    async def drain(self, quiet: float = 0.5) -> None:
+        """Read whatever comes until nothing has for ``quiet`` seconds."""
+        while True:
+            try:
+                await self.next(quiet)
+            except TimeoutError:
+                return
+
+
+class Client:
+    """The public API of one process, for one test."""
+
+    def __init__(self, session: aiohttp.ClientSession, base: str) -> None:
+        self.session = session
+        self.base = base
+
+    async def call(self, method: str, path: str, token: str | None = None, payload: Any = None,
+                   status: int = 200) -> Any:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with self.session.request(method, self.base + path, json=payload, headers=headers) as resp:
+            data = await resp.json()
+            assert resp.status == status, (resp.status, data)
+            return data.get("data")
+
+    async def user(self, role: str, **extra: Any) -> dict[str, Any]:
+        email = f"{role}-{uuid.uuid4().hex[:10]}@example.com"
+        user = await self.call("POST", "/auth/signup", payload={
+            "name": f"{role.title()} {uuid.uuid4().hex[:4]}", "email": email, "password": PASSWORD,
+            "role": role, **extra}, status=201)
+        user["token"] = (await self.call("POST", "/auth/login", payload={"email": email, "password": PASSWORD}))["token"]
+        return user
+
+    async def socket(self, user: dict[str, Any]) -> Socket:
+        ws = await self.session.ws_connect(self.base.replace("http", "ws", 1) + "/ws?token=" + user["token"])
+        return Socket(ws, user)
+
+    async def history(self, user: dict[str, Any], conv_id: str) -> list[dict[str, Any]]:
+        messages, after = [], 0
+        while True:
+            page = await self.call("GET", f"/conversations/{conv_id}/messages?afterSeq={after}&limit=500",
+                                   user["token"])
+            messages += page["messages"]
+            if page["nextAfterSeq"] is None:
+                return messages
+            after = page["nextAfterSeq"]

@@ -1,0 +1,234 @@
+"""Several livechat processes on one database (README "Running several processes"): every event
+reaches its sockets whichever process they are on — messages once each and in seq order — and a
+killed process or a restarted database loses nothing. Real processes, real SecantusDB."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.processes import Client, Livechat, RestartableDatabase, Socket, livechat_env
+
+pytestmark = pytest.mark.slow
+
+NOT_JOINED = "You must join the conversation first"
+UNAVAILABLE = "Service unavailable"
+
+
+@contextlib.asynccontextmanager
+async def cluster(tmp_path: Path, mongo_uri: str, n: int, database: str | None = None,
+                  **env: str) -> AsyncIterator[tuple[list[Livechat], list[Client]]]:
+    database = database or f"multi_{uuid.uuid4().hex[:10]}"
+    procs = [Livechat(livechat_env(tmp_path, mongo_uri, database, **env), tmp_path) for _ in range(n)]
+    async with aiohttp.ClientSession() as session:
+        try:
+            await asyncio.gather(*(p.ready(session) for p in procs))
+            yield procs, [Client(session, p.base) for p in procs]
+        finally:
+            for p in procs:
+                p.kill(signal.SIGTERM)
+
+
+async def team(api: Client) -> tuple[dict, dict, dict, dict]:
+    """Supervisor, two of its agents, a candidate."""
+    supervisor = await api.user("supervisor")
+    first = await api.user("agent", supervisorId=supervisor["_id"])
+    second = await api.user("agent", supervisorId=supervisor["_id"])
+    return supervisor, first, second, await api.user("candidate")
+
+
+async def open_assigned(api: Client, supervisor: dict, agent: dict, candidate: dict) -> str:
+    conv = await api.call("POST", "/conversations", candidate["token"], {"supervisorId": supervisor["_id"]}, status=201)
+    await api.call("POST", f"/conversations/{conv['_id']}/assign", supervisor["token"], {"agentId": agent["_id"]})
+    return conv["_id"]
+
+
+async def send_many(sock: Socket, conv_id: str, prefix: str, count: int, pause: float = 0.0) -> None:
+    for i in range(count):
+        await sock.emit("SEND_MESSAGE", {"conversationId": conv_id, "content": f"{prefix}-{i}",
+                                         "clientMessageId": f"{prefix}-{i}"})
+        if pause:
+            await asyncio.sleep(pause)
+
+
+async def read_until(sock: Socket, done: Callable[[], bool], timeout: float = 30) -> None:
+    async with asyncio.timeout(timeout):
+        while not done():
+            await sock.next(timeout)
+
+
+def delivered(sock: Socket) -> list[int]:
+    return [m["seq"] for m in sock.seen("NEW_MESSAGE")]
+
+
+def acked(sock: Socket) -> dict[str, int]:
+    return {a["clientMessageId"]: a["seq"] for a in sock.seen("MESSAGE_SENT")}
+
+
+async def test_three_processes_chat_reassign_and_close(tmp_path, mongo_uri):
+    async with cluster(tmp_path, mongo_uri, 3) as (_, (p1, p2, p3)):
+        supervisor, agent, other_agent, candidate = await team(p3)
+        conv = await open_assigned(p3, supervisor, agent, candidate)
+        cand = await p1.socket(candidate)
+        ag = await p2.socket(agent)
+        assert (await cand.join(conv))["status"] == "open"
+        assert (await ag.join(conv))["status"] == "assigned"
+
+        # Both sides talk at once, from two processes: each hears all of the other's, in seq order.
+        n = 40
+        await asyncio.gather(send_many(cand, conv, "c", n, 0.002), send_many(ag, conv, "a", n, 0.002))
+        await asyncio.gather(read_until(cand, lambda: len(acked(cand)) == n and len(delivered(cand)) == n),
+                             read_until(ag, lambda: len(acked(ag)) == n and len(delivered(ag)) == n))
+        for me, other in ((cand, ag), (ag, cand)):
+            assert delivered(me) == sorted(delivered(me))  # in order, each once
+            assert set(delivered(me)) == set(acked(other).values())  # every one of the other's
+        assert sorted(delivered(cand) + delivered(ag)) == list(range(1, 2 * n + 1))  # contiguous
+        history = await p3.history(supervisor, conv)
+        assert [m["seq"] for m in history] == list(range(1, 2 * n + 1))
+        by_seq = {m["seq"]: m["content"] for m in history}
+        assert [by_seq[s] for s in delivered(cand)] == [m["content"] for m in cand.seen("NEW_MESSAGE")]
+
+        # Reassignment over HTTP on process 3 takes the old agent's socket on process 2 out at once.
+        await p3.call("POST", f"/conversations/{conv}/assign", supervisor["token"], {"agentId": other_agent["_id"]})
+        for _ in range(100):
+            await ag.emit("SEND_MESSAGE", {"conversationId": conv, "content": "still here?"})
+            reply = await ag.expect("ERROR")
+            if reply["message"] == NOT_JOINED:
+                break
+            await asyncio.sleep(0.05)
+        assert reply == {"message": NOT_JOINED}
+        new = await p1.socket(other_agent)
+        assert (await new.join(conv, lastSeq=2 * n))["lastSeq"] == 2 * n
+        await cand.emit("SEND_MESSAGE", {"conversationId": conv, "content": "hello new agent"})
+        assert (await new.expect("NEW_MESSAGE"))["content"] == "hello new agent"
+
+        # The new agent closes in chat on process 1: the candidate hears it after every message.
+        await new.emit("CLOSE_CONVERSATION", {"conversationId": conv})
+        assert await new.expect("CONVERSATION_CLOSED") == {"conversationId": conv}
+        assert await cand.expect("CONVERSATION_CLOSED") == {"conversationId": conv}
+        assert cand.frames[-1]["event"] == "CONVERSATION_CLOSED"
+        await ag.drain(0.3)
+        assert "CONVERSATION_CLOSED" not in [f["event"] for f in ag.frames]  # the old agent had left
+
+        # An open conversation closed over HTTP on process 3 reaches the candidate on process 1.
+        waiting = await p2.user("candidate")
+        second = await p3.call("POST", "/conversations", waiting["token"], {"supervisorId": supervisor["_id"]},
+                               status=201)
+        waiting_sock = await p1.socket(waiting)
+        await waiting_sock.join(second["_id"])
+        await p3.call("POST", f"/conversations/{second['_id']}/close", supervisor["token"])
+        assert await waiting_sock.expect("CONVERSATION_CLOSED") == {"conversationId": second["_id"]}
+
+
+async def test_two_senders_on_two_processes_and_a_listener_on_a_third(tmp_path, mongo_uri):
+    async with cluster(tmp_path, mongo_uri, 3) as (_, (p1, p2, p3)):
+        supervisor, agent, _, candidate = await team(p1)
+        conv = await open_assigned(p1, supervisor, agent, candidate)
+        cand, ag, listener = await p1.socket(candidate), await p2.socket(agent), await p3.socket(candidate)
+        for sock in (cand, ag, listener):
+            await sock.join(conv)
+        n = 150  # sent as fast as the sockets take them: the two writers collide on seqs
+        await asyncio.gather(send_many(cand, conv, "c", n), send_many(ag, conv, "a", n))
+        await asyncio.gather(read_until(cand, lambda: len(acked(cand)) == n and len(delivered(cand)) == n),
+                             read_until(ag, lambda: len(acked(ag)) == n and len(delivered(ag)) == n),
+                             read_until(listener, lambda: len(delivered(listener)) == 2 * n))
+        # The listener hears both senders, every seq once, in order; each sender's order is kept.
+        assert delivered(listener) == list(range(1, 2 * n + 1))
+        for sender, prefix in ((cand, "c"), (ag, "a")):
+            seqs = [acked(sender)[f"{prefix}-{i}"] for i in range(n)]
+            assert seqs == sorted(seqs)
+        history = await p2.history(candidate, conv)
+        assert [m["content"] for m in history] == [m["content"] for m in listener.seen("NEW_MESSAGE")]
+        assert [m["seq"] for m in history] == list(range(1, 2 * n + 1))
+
+
+async def test_a_killed_process_loses_no_acknowledged_message_and_its_client_resumes_elsewhere(tmp_path, mongo_uri):
+    async with cluster(tmp_path, mongo_uri, 2) as ((proc1, _), (p1, p2)):
+        supervisor, agent, _, candidate = await team(p2)
+        conv = await open_assigned(p2, supervisor, agent, candidate)
+        cand, ag = await p1.socket(candidate), await p2.socket(agent)
+        await cand.join(conv)
+        await ag.join(conv)
+        await send_many(ag, conv, "a", 5)
+        await read_until(cand, lambda: len(delivered(cand)) == 5)
+
+        sending = asyncio.create_task(send_many(cand, conv, "c", 200, 0.003))
+        await read_until(cand, lambda: len(acked(cand)) >= 40)
+        proc1.kill(signal.SIGKILL)  # mid-stream
+        with contextlib.suppress(Exception):
+            await sending
+        with contextlib.suppress(Exception):
+            await cand.drain(0.2)
+        acknowledged = acked(cand)
+        assert len(acknowledged) >= 40
+
+        stored = await p2.history(candidate, conv)
+        contents = [m["content"] for m in stored]
+        assert set(acknowledged) <= set(contents)  # every acknowledged message is stored
+        assert len(contents) == len(set(contents))
+        assert [m["seq"] for m in stored] == list(range(1, len(stored) + 1))
+
+        # The candidate moves to process 2, resumes from the highest seq it saw, resends the rest.
+        seen = max([*acknowledged.values(), *delivered(cand)])
+        moved = await p2.socket(candidate)
+        joined = await moved.join(conv, lastSeq=seen)
+        assert joined["lastSeq"] == len(stored)
+        await ag.emit("SEND_MESSAGE", {"conversationId": conv, "content": "after the crash"})
+        await send_many(moved, conv, "c", 200)  # a resend of the same ids stores nothing twice
+        await read_until(moved, lambda: len(acked(moved)) == 200 and "after the crash" in
+                         [m["content"] for m in moved.seen("NEW_MESSAGE")])
+        replayed = delivered(moved)
+        assert replayed == sorted(replayed) and len(replayed) == len(set(replayed))
+        assert set(range(seen + 1, len(stored) + 1)) <= set(replayed)  # the gap, replayed
+        assert {k: v for k, v in acked(moved).items() if k in acknowledged} == acknowledged  # same acks
+        final = await p2.history(candidate, conv)
+        assert [m["seq"] for m in final] == list(range(1, len(final) + 1))
+        assert sorted(m["content"] for m in final if m["content"].startswith("c-")) == sorted(
+            f"c-{i}" for i in range(200))
+        # The agent on process 2 heard every message exactly once, in order.
+        await read_until(ag, lambda: len(delivered(ag)) == len(final) - 6)
+        assert delivered(ag) == [m["seq"] for m in final if m["senderRole"] == "candidate"]
+
+
+async def test_a_database_restart_mid_stream_leaves_no_gap(tmp_path):
+    database = RestartableDatabase(tmp_path)
+    database.start()
+    try:
+        async with cluster(tmp_path, database.uri, 2) as (_, (p1, p2)):
+            supervisor, agent, _, candidate = await team(p1)
+            conv = await open_assigned(p1, supervisor, agent, candidate)
+            cand, ag = await p1.socket(candidate), await p2.socket(agent)
+            await cand.join(conv)
+            await ag.join(conv)
+            await send_many(cand, conv, "before", 20)
+            await read_until(ag, lambda: len(delivered(ag)) == 20)
+
+            database.stop()
+            await cand.emit("SEND_MESSAGE", {"conversationId": conv, "content": "lost?", "clientMessageId": "x"})
+            assert (await cand.expect("ERROR", timeout=20))["message"] == UNAVAILABLE
+            await asyncio.sleep(1)
+            database.start()
+
+            # The sockets stayed open; the same resend goes through once the database is back.
+            for _ in range(100):
+                await cand.emit("SEND_MESSAGE", {"conversationId": conv, "content": "lost?", "clientMessageId": "x"})
+                frame = await cand.next(20)
+                while frame["event"] not in ("MESSAGE_SENT", "ERROR"):
+                    frame = await cand.next(20)
+                if frame["event"] == "MESSAGE_SENT":
+                    break
+                await asyncio.sleep(0.2)
+            assert frame["event"] == "MESSAGE_SENT", frame
+            await send_many(cand, conv, "after", 20)
+            await read_until(ag, lambda: len(delivered(ag)) == 41, timeout=60)
+            assert delivered(ag) == list(range(1, 42))  # nothing missed, nothing twice
+            assert [m["content"] for m in ag.seen("NEW_MESSAGE")][20] == "lost?"
+    finally:
+        database.stop()
