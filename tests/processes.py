@@ -63,16 +63,24 @@ class Livechat:
 class RestartableDatabase:
     """A SecantusDB with its data on disk, which a test may stop and start again on the same port."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *extra_args: str) -> None:
         self.server = EmbeddedServer(os.environ.get("LIVECHAT_TEST_DB_COMMAND", "secantusd-py"), str(path / "db"),
                                      log_path=path / "secantus.log")
+        self.extra_args = extra_args
+        self.proc: subprocess.Popen | None = None
 
     @property
     def uri(self) -> str:
         return self.server.uri
 
     def start(self) -> None:
-        self.server.start()
+        if not self.extra_args:
+            self.server.start()
+        else:  # the same command line plus the test's options (e.g. a tiny oplog)
+            self.server.process = subprocess.Popen(
+                [self.server.command, "--host", "127.0.0.1", "--port", str(self.server.port),
+                 "--storage-path", self.server.storage_path, "--log-level", "WARNING", *self.extra_args],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.server.wait_ready(30)
 
     def stop(self) -> None:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
+import pymongo
 import pytest
 
 from tests.processes import Client, Livechat, RestartableDatabase, Socket, livechat_env
@@ -230,5 +231,56 @@ async def test_a_database_restart_mid_stream_leaves_no_gap(tmp_path):
             await read_until(ag, lambda: len(delivered(ag)) == 41, timeout=60)
             assert delivered(ag) == list(range(1, 42))  # nothing missed, nothing twice
             assert [m["content"] for m in ag.seen("NEW_MESSAGE")][20] == "lost?"
+    finally:
+        database.stop()
+
+
+async def send_acknowledged(sock: Socket, conv_id: str, content: str, timeout: float = 30) -> int:
+    """Send until acknowledged (the database may be coming back): the stored seq."""
+    async with asyncio.timeout(timeout):
+        while True:
+            await sock.emit("SEND_MESSAGE", {"conversationId": conv_id, "content": content,
+                                             "clientMessageId": content})
+            frame = await sock.next(timeout)
+            while frame["event"] not in ("MESSAGE_SENT", "ERROR"):
+                frame = await sock.next(timeout)
+            if frame["event"] == "MESSAGE_SENT":
+                return frame["data"]["seq"]
+            await asyncio.sleep(0.2)
+
+
+async def test_a_stream_that_cannot_resume_rereads_every_room(tmp_path):
+    """Process 2 is frozen while the database restarts and its oplog is pruned past process 2's
+    position: its stream cannot resume, so it starts afresh and re-reads its rooms by seq."""
+    database = RestartableDatabase(tmp_path, "--oplog-max-entries", "20")
+    database.start()
+    try:
+        async with cluster(tmp_path, database.uri, 2) as ((_, proc2), (p1, p2)):
+            supervisor, agent, _, candidate = await team(p1)
+            conv = await open_assigned(p1, supervisor, agent, candidate)
+            cand, ag = await p1.socket(candidate), await p2.socket(agent)
+            await cand.join(conv)
+            await ag.join(conv)
+            for i in range(5):
+                await send_acknowledged(cand, conv, f"early-{i}")
+            await read_until(ag, lambda: len(delivered(ag)) == 5)
+
+            proc2.proc.send_signal(signal.SIGSTOP)
+            try:
+                database.stop()
+                database.start()
+                for i in range(60):
+                    await send_acknowledged(cand, conv, f"missed-{i}")
+                with pymongo.MongoClient(database.uri) as admin:  # forget past process 2's position
+                    assert admin.admin.command("secantusAdmin.pruneOplog")["pruned"] > 0
+            finally:
+                proc2.proc.send_signal(signal.SIGCONT)
+
+            await read_until(ag, lambda: len(delivered(ag)) == 65, timeout=60)
+            assert delivered(ag) == list(range(1, 66))
+            assert [m["content"] for m in ag.seen("NEW_MESSAGE")][5:] == [f"missed-{i}" for i in range(60)]
+            await send_acknowledged(cand, conv, "live again")
+            assert (await ag.expect("NEW_MESSAGE", timeout=30))["content"] == "live again"
+            assert "cannot resume" in proc2.log.read_text()
     finally:
         database.stop()
