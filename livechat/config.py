@@ -113,6 +113,12 @@ class WebSocketSettings:
 
 
 @frozen
+class RoutingSettings:
+    # An open conversation whose agent is offline this long without joining goes back to the queue.
+    requeue_after: timedelta = timedelta(seconds=60)
+
+
+@frozen
 class Settings:
     profile: Profile = Profile.DEVELOPMENT
     server: ServerSettings = ServerSettings()
@@ -120,6 +126,7 @@ class Settings:
     auth: AuthSettings = AuthSettings()
     http: HttpSettings = HttpSettings()
     ws: WebSocketSettings = WebSocketSettings()
+    routing: RoutingSettings = RoutingSettings()
 
     @property
     def is_production(self) -> bool:
@@ -144,6 +151,7 @@ SECTIONS: dict[str, type] = {
     "auth": AuthSettings,
     "http": HttpSettings,
     "ws": WebSocketSettings,
+    "routing": RoutingSettings,
 }
 
 # The seed's variable names, kept so that existing deployments work unchanged.

@@ -18,11 +18,12 @@ import cattrs
 from bson import ObjectId
 from cattrs.gen import make_dict_structure_fn, override
 
-from livechat.domain.models import Conversation, Message, Role, SupervisorStats, User
+from livechat.domain.models import Conversation, Message, Role, Routing, SupervisorStats, User
 from livechat.errors import InvalidInput
 
 T = TypeVar("T")
 
+LAST_MESSAGE_CHARS = 200
 _HEX_ID = re.compile(r"^[0-9a-fA-F]{24}$")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
@@ -126,6 +127,25 @@ def conversation_view(conv: Conversation) -> dict[str, Any]:
     return data
 
 
+def conversation_item(conv: Conversation, names: dict[ObjectId, str],
+                      last_message: Message | None = None) -> dict[str, Any]:
+    """A list item (GET /conversations, the pushed inbox): the conversation with its people's names."""
+    data = conversation_view(conv)
+    data["candidateName"] = names.get(conv.candidate_id)
+    data["agentName"] = names.get(conv.agent_id) if conv.agent_id is not None else None
+    if last_message is not None:
+        data["lastMessage"] = {"seq": last_message.seq, "senderRole": last_message.sender_role.value,
+                               "content": last_message.content[:LAST_MESSAGE_CHARS],
+                               "createdAt": iso(last_message.created_at)}
+    return data
+
+
+def assignments_view(conv: Conversation) -> list[dict[str, Any]]:
+    """Staff only: who had the conversation when, and who handed it over (``"routing"``: automatic)."""
+    return [{"agentId": oid(a.agent_id), "at": iso(a.at), "by": oid(a.by) if a.by is not None else "routing"}
+            for a in conv.assignments]
+
+
 def message_view(msg: Message) -> dict[str, Any]:
     return {
         "messageId": str(msg.id),
@@ -145,3 +165,8 @@ def stats_view(stats: SupervisorStats) -> dict[str, Any]:
         "agents": stats.agents,
         "conversationsHandled": stats.conversations_handled,
     }
+
+
+def routing_view(routing: Routing) -> dict[str, Any]:
+    return {"supervisorId": str(routing.supervisor_id), "mode": routing.mode.value,
+            "maxConcurrent": routing.max_concurrent}

@@ -12,12 +12,17 @@ from attrs import frozen
 from livechat.config import ConfigError, FanoutMode, Settings
 from livechat.domain.auth import AuthService, PasswordHasher, TokenCodec
 from livechat.domain.conversations import ConversationService
+from livechat.domain.events import EventBus
 from livechat.domain.messages import MessageService
+from livechat.domain.models import AgentPresence, Routing
+from livechat.domain.presence import PresenceService
+from livechat.domain.routing import RoutingService
 from livechat.domain.teams import TeamService
 from livechat.domain.throttle import LoginThrottle
 from livechat.realtime.fanout import Fanout
 from livechat.realtime.feed import ChangeFeed
 from livechat.realtime.hub import Hub
+from livechat.realtime.inbox import Inbox
 from livechat.storage.embedded import embedded_database
 from livechat.storage.mongo import MongoStore, open_store, redact_uri
 
@@ -33,6 +38,8 @@ class Services:
     conversations: ConversationService
     teams: TeamService
     messages: MessageService
+    presence: PresenceService
+    routing: RoutingService
     feed: ChangeFeed | None = None  # None: ws.fanout = "process"
 
     async def ping(self) -> None:
@@ -71,14 +78,23 @@ async def open_services(settings: Settings, hub: Hub | None = None) -> AsyncIter
     try:
         async with database_uri(settings) as uri, open_store(settings.database, uri) as store:
             tokens = TokenCodec(settings.auth.jwt_secret, settings.auth.jwt_expires_in, settings.auth.jwt_leeway)
-            fanout = Fanout(hub, store.messages, store.conversations)
-            messages = MessageService(store.conversations, store.messages, fanout)
+            bus = EventBus()
+            presence = PresenceService(store.presence, bus, process=store.writer, ttl=1.5 * settings.ws.heartbeat)
+            routing = RoutingService(store.routing, store.conversations, store.users, presence, bus,
+                                     requeue_after=settings.routing.requeue_after.total_seconds())
+            inbox = Inbox(store.conversations, store.users, is_auto=routing.is_auto)
+            fanout = Fanout(hub, store.messages, store.conversations, inbox)
+            bus.subscribe(fanout.publish)
+            bus.subscribe(routing.on_event)
+            messages = MessageService(store.conversations, store.messages, bus)
             feed = None
             if settings.ws.fanout is FanoutMode.CHANGESTREAM:
-                feed = ChangeFeed(store, fanout, observe_message=messages.observe)
+                feed = ChangeFeed(store, fanout, observe_message=messages.observe,
+                                  handlers={AgentPresence: presence.apply, Routing: routing.apply})
                 await feed.start()
+            sweep = min(5.0, settings.routing.requeue_after.total_seconds() / 4)
             try:
-                async with messages.running():
+                async with presence.running(), routing.running(sweep), messages.running():
                     yield Services(
                         store=store,
                         hub=hub,
@@ -86,14 +102,17 @@ async def open_services(settings: Settings, hub: Hub | None = None) -> AsyncIter
                         auth=AuthService(store.users, hasher, tokens, login_throttle(settings),
                                          open_signup=not settings.is_production),
                         conversations=ConversationService(store.conversations, store.users, store.messages,
-                                                          fanout, writes=messages),
+                                                          bus, writes=messages),
                         teams=TeamService(store.users, store.conversations),
                         messages=messages,
+                        presence=presence,
+                        routing=routing,
                         feed=feed,
                     )
             finally:
                 if feed is not None:
                     await feed.stop()
                 await fanout.stop()
+                await inbox.stop()
     finally:
         hasher.close()

@@ -390,7 +390,9 @@ async def test_view_shows_the_conversation_with_its_messages(chat: Chat, client:
         await send_all(ws, world.X, ["hello", "anyone?"])
     for who in (world.C, world.A, world.S, world.ADMIN):
         view = await chat.view(who, world.X)
-        assert view == {**world.X, "agentId": world.A["_id"], "messages": view["messages"]}
+        staff = {"assignments": view["assignments"]} if who is not world.C else {}
+        assert view == {**world.X, "agentId": world.A["_id"], "messages": view["messages"],
+                        "candidateName": world.C["name"], "agentName": world.A["name"], **staff}
         assert [m["content"] for m in view["messages"]] == ["hello", "anyone?"]  # oldest first
         for message in view["messages"]:
             assert (message["senderId"], message["senderRole"]) == (world.C["_id"], "candidate")

@@ -14,12 +14,13 @@ from bson import ObjectId
 
 from livechat.domain import policy
 from livechat.domain.events import ConversationClosed, ConversationChanged, MemberEvicted
-from livechat.domain.models import Conversation, ConversationStatus, Message, Role, User
+from livechat.domain.models import Conversation, ConversationStatus, Message, Role, User, utcnow
 from livechat.domain.policy import Action
 from livechat.domain.ports import ConversationRepo, EventPublisher, MessageRepo, UserRepo, WriteSerializer
 from livechat.errors import ALREADY_CLOSED, Forbidden, InvalidInput, InvalidState, NotFound
 
 NOT_OPEN = "Conversation is not open"
+NOT_SAME_TEAM = "Agent doesn't belong to this supervisor"
 NOT_YET_ASSIGNED = "Conversation not yet assigned"
 REPLAY_PAGE = 500
 
@@ -80,13 +81,44 @@ class ConversationService:
             raise InvalidInput("Invalid agent role")
         if agent.supervisor_id != user.id:
             raise Forbidden("Agent doesn't belong to you")
-        updated = await self._conversations.set_agent(conv.id, user.id, agent.id)
-        if updated is None:  # closed between our read and our write
+        return await self._hand_over(user, conv, agent.id)
+
+    async def transfer(self, user: User, conv_id: ObjectId, req: AssignAgent) -> Conversation:
+        """Hand an active conversation to another agent of the same supervisor: its assigned agent,
+        the owning supervisor or an admin may. The status stays; the previous agent leaves the room."""
+        conv = await self.load_authorized(user, Action.TRANSFER, conv_id)
+        if conv.status is ConversationStatus.CLOSED:
             raise InvalidState(ALREADY_CLOSED)
-        if conv.agent_id is not None and conv.agent_id != agent.id:
+        agent = await self._users.get(req.agent_id)
+        if agent is None:
+            raise NotFound("Agent not found")
+        if agent.role is not Role.AGENT:
+            raise InvalidInput("Invalid agent role")
+        if agent.supervisor_id != conv.supervisor_id:
+            raise Forbidden(NOT_SAME_TEAM)
+        if agent.id == conv.agent_id:
+            return conv
+        # An agent may hand over only what is still its own when the write lands.
+        condition = {"current_agent": conv.agent_id} if user.role is Role.AGENT else {}
+        return await self._hand_over(user, conv, agent.id, **condition)
+
+    async def _hand_over(self, user: User, conv: Conversation, agent_id: ObjectId, **condition: object) -> Conversation:
+        updated = await self._conversations.set_agent(conv.id, conv.supervisor_id, agent_id, by=user.id, at=utcnow(),
+                                                      **condition)
+        if updated is None:  # closed (or handed over) between our read and our write
+            fresh = await self._conversations.get(conv.id)
+            if fresh is not None and fresh.status is not ConversationStatus.CLOSED:
+                raise Forbidden(policy.RULES[Action.TRANSFER].access_error)
+            raise InvalidState(ALREADY_CLOSED)
+        if conv.agent_id is not None and conv.agent_id != agent_id:
             self._events.publish(MemberEvicted(conv.id, conv.agent_id))  # the previous agent loses access at once
         self._events.publish(ConversationChanged(updated))
         return updated
+
+    async def names(self, convs: list[Conversation]) -> dict[ObjectId, str]:
+        """The names of the candidates and agents of ``convs``, in one read."""
+        ids = {c.candidate_id for c in convs} | {c.agent_id for c in convs if c.agent_id is not None}
+        return await self._users.names(list(ids)) if ids else {}
 
     async def get(self, user: User, conv_id: ObjectId) -> tuple[Conversation, list[Message]]:
         conv = await self.load_authorized(user, Action.VIEW, conv_id)
@@ -114,7 +146,7 @@ class ConversationService:
         async def close_between_batches() -> Conversation | None:
             closed = await self._conversations.close(conv.id, expected, agent_id=agent_id)
             if closed is not None:
-                self._events.publish(ConversationClosed(closed.id))
+                self._events.publish(ConversationClosed(closed))
             return closed
 
         closed = await self._writes.exclusive(close_between_batches)

@@ -6,12 +6,14 @@ format (``realtime/protocol.py``), on this process and — through the change fe
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from attrs import frozen
 from bson import ObjectId
 
-from livechat.domain.models import Conversation, Message
+from livechat.domain.models import Conversation, Message, Presence
 
 
 @frozen
@@ -38,7 +40,7 @@ class SendRejected:
 class ConversationClosed:
     """Everyone in the room hears it after every message stored before it; then the room is empty."""
 
-    conversation_id: ObjectId
+    conversation: Conversation
 
 
 @frozen
@@ -57,4 +59,30 @@ class ConversationChanged:
     conversation: Conversation
 
 
-DomainEvent = MessageStored | SendRejected | ConversationClosed | MemberEvicted | ConversationChanged
+@frozen
+class PresenceChanged:
+    """An agent's effective presence changed (``local``: because of something on this process)."""
+
+    agent_id: ObjectId
+    supervisor_id: ObjectId | None
+    status: Presence
+    since: datetime
+    local: bool = True
+
+
+DomainEvent = (MessageStored | SendRejected | ConversationClosed | MemberEvicted | ConversationChanged
+               | PresenceChanged)
+
+
+class EventBus:
+    """The ``EventPublisher`` the services get: every listener hears every event, in order."""
+
+    def __init__(self, *listeners: Callable[[DomainEvent], None]) -> None:
+        self._listeners = list(listeners)
+
+    def subscribe(self, listener: Callable[[DomainEvent], None]) -> None:
+        self._listeners.append(listener)
+
+    def publish(self, event: DomainEvent) -> None:
+        for listener in self._listeners:
+            listener(event)

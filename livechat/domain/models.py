@@ -31,6 +31,17 @@ class ConversationStatus(enum.Enum):
 ACTIVE_STATUSES = (ConversationStatus.OPEN, ConversationStatus.ASSIGNED)
 
 
+class Presence(enum.Enum):
+    AVAILABLE = "available"
+    AWAY = "away"
+    OFFLINE = "offline"
+
+
+class RoutingMode(enum.Enum):
+    MANUAL = "manual"  # the supervisor assigns (the seed's behaviour)
+    AUTO = "auto"  # waiting conversations go to available agents, within their capacity
+
+
 @frozen
 class User:
     id: ObjectId
@@ -49,6 +60,16 @@ class User:
 
 
 @frozen
+class Assignment:
+    """One entry of a conversation's assignment history: who got it, when, and from whom
+    (``by`` is None for automatic routing, and for a requeue ``agent_id`` is None)."""
+
+    agent_id: ObjectId | None
+    at: datetime
+    by: ObjectId | None = None
+
+
+@frozen
 class Conversation:
     id: ObjectId
     candidate_id: ObjectId
@@ -57,6 +78,10 @@ class Conversation:
     status: ConversationStatus = ConversationStatus.OPEN
     created_at: datetime = field(factory=utcnow)
     closed_at: datetime | None = None
+    assignments: tuple[Assignment, ...] = ()
+    # A capacity slot (0 … maxConcurrent-1) held by an automatic assignment; unique per agent among
+    # active conversations (an index), so routing can never exceed an agent's capacity.
+    routing_slot: int | None = None
     # Highest seq allocated to a message of this conversation (CONTRACT.md B.1).
     last_seq: int = 0
 
@@ -83,3 +108,25 @@ class SupervisorStats:
     supervisor_name: str
     agents: int
     conversations_handled: int
+
+
+@frozen
+class Routing:
+    supervisor_id: ObjectId
+    mode: RoutingMode = RoutingMode.MANUAL
+    max_concurrent: int = 5
+
+
+@frozen
+class AgentPresence:
+    """Where an agent is connected (process → when that entry expires) and what it chose."""
+
+    agent_id: ObjectId
+    supervisor_id: ObjectId | None
+    status: Presence = Presence.AVAILABLE  # the agent's choice while online
+    since: datetime = field(factory=utcnow)
+    processes: dict[str, datetime] = field(factory=dict)
+    version: int = 0  # every write adds one: a late copy from the change feed never undoes a newer one
+
+    def effective(self, now: datetime) -> Presence:
+        return self.status if any(expires > now for expires in self.processes.values()) else Presence.OFFLINE

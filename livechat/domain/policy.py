@@ -30,11 +30,18 @@ class Action(enum.Enum):
     READ_ANALYTICS = "read analytics"
     LIST_SUPERVISORS = "list supervisors"
     LIST_AGENTS = "list agents"
+    TRANSFER = "transfer"
+    READ_ROUTING = "read routing"
+    CHANGE_ROUTING = "change routing"
     # WebSocket
     JOIN = "join"
     SEND = "send message"
     LEAVE = "leave"
     CLOSE_IN_CHAT = "close in chat"
+    SUBSCRIBE_INBOX = "subscribe to the inbox"
+    SET_PRESENCE = "set presence"
+    WATCH = "watch"
+    UNWATCH = "unwatch"
 
 
 class Relation(enum.Enum):
@@ -59,7 +66,8 @@ class Rule:
 
 ANYONE = frozenset(Role)
 ADMIN, SUPERVISOR, AGENT, CANDIDATE = Role.ADMIN, Role.SUPERVISOR, Role.AGENT, Role.CANDIDATE
-R = Relation
+STAFF = frozenset({ADMIN, SUPERVISOR, AGENT})
+R = Relation  # short, so the table below reads as a table
 
 RULES: dict[Action, Rule] = {
     Action.CREATE_CONVERSATION: Rule(frozenset({CANDIDATE})),
@@ -70,6 +78,9 @@ RULES: dict[Action, Rule] = {
     Action.READ_ANALYTICS: Rule(frozenset({ADMIN})),
     Action.LIST_SUPERVISORS: Rule(ANYONE),
     Action.LIST_AGENTS: Rule(frozenset({ADMIN, SUPERVISOR})),
+    Action.TRANSFER: Rule(STAFF, frozenset({R.ADMIN, R.SUPERVISOR, R.ASSIGNED_AGENT})),
+    Action.READ_ROUTING: Rule(frozenset({ADMIN, SUPERVISOR})),
+    Action.CHANGE_ROUTING: Rule(frozenset({ADMIN, SUPERVISOR})),
     Action.JOIN: Rule(frozenset({CANDIDATE, AGENT}), frozenset({R.OWNER, R.ASSIGNED_AGENT}),
                       FORBIDDEN_FOR_ROLE, NOT_ALLOWED, unknown_is_forbidden=True),
     Action.SEND: Rule(frozenset({CANDIDATE, AGENT}), frozenset({R.OWNER, R.ASSIGNED_AGENT}),
@@ -77,6 +88,11 @@ RULES: dict[Action, Rule] = {
     Action.LEAVE: Rule(frozenset({CANDIDATE, AGENT}), role_error=FORBIDDEN_FOR_ROLE),
     Action.CLOSE_IN_CHAT: Rule(frozenset({AGENT}), frozenset({R.ASSIGNED_AGENT}),
                                FORBIDDEN_FOR_ROLE, NOT_ALLOWED, unknown_is_forbidden=True),
+    Action.SUBSCRIBE_INBOX: Rule(ANYONE, role_error=FORBIDDEN_FOR_ROLE),
+    Action.SET_PRESENCE: Rule(frozenset({AGENT}), role_error=FORBIDDEN_FOR_ROLE),
+    Action.WATCH: Rule(frozenset({ADMIN, SUPERVISOR}), frozenset({R.ADMIN, R.SUPERVISOR}),
+                       FORBIDDEN_FOR_ROLE, NOT_ALLOWED, unknown_is_forbidden=True),
+    Action.UNWATCH: Rule(frozenset({ADMIN, SUPERVISOR}), role_error=FORBIDDEN_FOR_ROLE),
 }
 
 
@@ -117,6 +133,22 @@ def unknown_conversation_error(action: Action) -> Forbidden | None:
     """What to raise for an unknown id: ``None`` means the caller's 404 stands."""
     rule = RULES[action]
     return Forbidden(rule.access_error) if rule.unknown_is_forbidden else None
+
+
+def visible(user: User, conv: Conversation) -> bool:
+    """Does ``conv`` belong in ``user``'s lists and pushed inbox? The relations of VIEW."""
+    return can(user, Action.VIEW, conv)
+
+
+def ensure_manages(user: User, supervisor_id: ObjectId) -> None:
+    """A supervisor's team settings: the supervisor itself, or an admin."""
+    if user.role is not ADMIN and user.id != supervisor_id:
+        raise Forbidden()
+
+
+def sees_agent(user: User, supervisor_id: ObjectId | None) -> bool:
+    """Whose presence a user is told about: an admin everyone's, a supervisor its own agents'."""
+    return user.role is ADMIN or (user.role is SUPERVISOR and user.id == supervisor_id)
 
 
 def listing_scope(user: User) -> dict[str, ObjectId]:

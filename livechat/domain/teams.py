@@ -28,3 +28,10 @@ class TeamService:
     async def analytics(self, user: User) -> list[SupervisorStats]:
         policy.ensure_role(user, Action.READ_ANALYTICS)
         return await self._conversations.supervisor_stats()
+
+    async def active_counts(self, agent_ids: list[ObjectId]) -> dict[ObjectId, int]:
+        """Open-with-agent plus assigned conversations per agent."""
+        counts: dict[ObjectId, int] = {}
+        for conv in await self._conversations.active_of(agent_ids) if agent_ids else []:
+            counts[conv.agent_id] = counts.get(conv.agent_id, 0) + 1
+        return counts

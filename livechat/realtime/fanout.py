@@ -18,13 +18,14 @@ from bson import ObjectId
 
 from livechat.domain import policy
 from livechat.domain.events import (ConversationChanged, ConversationClosed, DomainEvent, MemberEvicted, MessageStored,
-                                    SendRejected)
+                                    PresenceChanged, SendRejected)
 from livechat.domain.models import Conversation, ConversationStatus, Message
 from livechat.domain.policy import Action
 from livechat.domain.ports import ConversationRepo, MessageRepo
 from livechat.errors import DomainError
 from livechat.realtime import protocol
 from livechat.realtime.hub import Connection, Hub
+from livechat.realtime.inbox import Inbox
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +35,11 @@ FILL_PAGE = 500
 
 
 class Fanout:
-    def __init__(self, hub: Hub, messages: MessageRepo, conversations: ConversationRepo) -> None:
+    def __init__(self, hub: Hub, messages: MessageRepo, conversations: ConversationRepo, inbox: Inbox) -> None:
         self._hub = hub
         self._messages = messages
         self._conversations = conversations
+        self.inbox = inbox
         self._settling: dict[ObjectId, asyncio.Task] = {}
 
     # --- from this process's services -----------------------------------------------------------
@@ -49,24 +51,32 @@ class Fanout:
                     origin.send(protocol.message_sent(message))
                 if fresh:  # a resend is acknowledged again but never delivered again
                     self._deliver(message, exclude=origin)
+                    self.inbox.message_stored(message)
             case SendRejected(origin=origin, reason=reason, client_message_id=client_message_id):
                 origin.send(protocol.error(reason, client_message_id))
             case MemberEvicted(conversation_id=room, user_id=user_id):
                 self._hub.evict(room, user_id)
-            case ConversationClosed(conversation_id=room):
-                self._close(room)
+            case ConversationClosed(conversation=conv):
+                self._close(conv.id)
+                self.inbox.conversation_changed(conv)
             case ConversationChanged(conversation=conv):
                 self._recheck(conv)
+                self.inbox.conversation_changed(conv)
+            case PresenceChanged():
+                self.inbox.presence_changed(event)
 
     # --- from other processes (the change feed) -----------------------------------------------
 
     def apply_remote(self, change: Message | Conversation) -> None:
         if isinstance(change, Message):
             self._deliver(change)
-        elif change.status is ConversationStatus.CLOSED:
+            self.inbox.message_stored(change)
+            return
+        if change.status is ConversationStatus.CLOSED:
             self._close(change.id)
         else:
             self._recheck(change)
+        self.inbox.conversation_changed(change)
 
     def catch_up(self) -> None:
         """The feed lost its place (its history is gone): read every room's missed messages and
@@ -107,7 +117,7 @@ class Fanout:
             self._close(conv.id)
             return
         for conn in list(self._hub.members(conv.id)):
-            if not policy.can(conn.user, Action.JOIN, conv):
+            if not policy.can(conn.user, Action.WATCH if conv.id in conn.watching else Action.JOIN, conv):
                 self._hub.leave(conv.id, conn)
 
     # --- filling gaps from the database ----------------------------------------------------------

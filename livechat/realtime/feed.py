@@ -33,10 +33,12 @@ LAG_LOG_EVERY = 10.0  # …and at most this often while it stays behind
 
 class ChangeFeed:
     def __init__(self, source: ChangeSource, fanout: Fanout, *,
-                 observe_message: Callable[[Message], None] = lambda message: None) -> None:
+                 observe_message: Callable[[Message], None] = lambda message: None,
+                 handlers: dict[type, Callable[[Any], None]] | None = None) -> None:
         self._source = source
         self._fanout = fanout
         self._observe_message = observe_message  # the seq allocator skips seqs others took
+        self._handlers = handlers or {}  # documents that are not messages or conversations (presence, routing)
         self._position: Any = None
         self._stream: AsyncIterator[Change] | None = None
         self._closer: contextlib.AsyncExitStack | None = None
@@ -99,6 +101,10 @@ class ChangeFeed:
             self._measure(change.wall_time)
         document = change.document
         if document is None:
+            return
+        handler = self._handlers.get(type(document))
+        if handler is not None:
+            handler(document)
             return
         if isinstance(document, Message):
             self._observe_message(document)

@@ -47,6 +47,7 @@ class Connection:
         self.request_id = request_id
         self.rooms: set[ObjectId] = set()
         self.closed_rooms: set[ObjectId] = set()  # closed while we were in them: SEND says "already closed"
+        self.watching: set[ObjectId] = set()  # rooms this (staff) socket only watches: read-only
         self.dropped = False
         self._outbox: asyncio.Queue[str | _Close] = asyncio.Queue()  # bounded by _is_slow()
         self._soft_limit = outbox_size
@@ -249,6 +250,7 @@ class Hub:
 
     def leave(self, room: ObjectId, conn: Connection) -> None:
         conn.rooms.discard(room)
+        conn.watching.discard(room)
         found = self._rooms.get(room)
         if found is not None:
             found.members.discard(conn)

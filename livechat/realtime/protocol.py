@@ -5,6 +5,7 @@ livechat spells an event name or builds a frame."""
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 import attrs
@@ -12,20 +13,31 @@ from attrs import field, frozen
 from bson import ObjectId
 
 from livechat.domain.messages import MAX_CONTENT_CHARS
-from livechat.domain.models import Conversation, Message
-from livechat.serialization import iso, message_view
+from livechat.domain.models import Conversation, Message, Presence
+from livechat.serialization import conversation_item, iso, message_view
 
 # client → server
 JOIN_CONVERSATION = "JOIN_CONVERSATION"
 SEND_MESSAGE = "SEND_MESSAGE"
 LEAVE_CONVERSATION = "LEAVE_CONVERSATION"
 CLOSE_CONVERSATION = "CLOSE_CONVERSATION"
+SUBSCRIBE_INBOX = "SUBSCRIBE_INBOX"
+SET_PRESENCE = "SET_PRESENCE"
+WATCH_CONVERSATION = "WATCH_CONVERSATION"
+UNWATCH_CONVERSATION = "UNWATCH_CONVERSATION"
 # server → client
 JOINED_CONVERSATION = "JOINED_CONVERSATION"
 LEFT_CONVERSATION = "LEFT_CONVERSATION"
 NEW_MESSAGE = "NEW_MESSAGE"
 MESSAGE_SENT = "MESSAGE_SENT"
 CONVERSATION_CLOSED = "CONVERSATION_CLOSED"
+INBOX_SUBSCRIBED = "INBOX_SUBSCRIBED"
+CONVERSATION_UPDATED = "CONVERSATION_UPDATED"
+CONVERSATION_REMOVED = "CONVERSATION_REMOVED"
+PRESENCE = "PRESENCE"
+QUEUE_POSITION = "QUEUE_POSITION"
+WATCHING_CONVERSATION = "WATCHING_CONVERSATION"
+UNWATCHED_CONVERSATION = "UNWATCHED_CONVERSATION"
 ERROR = "ERROR"
 
 UNAUTHORIZED = "Unauthorized or invalid token"
@@ -86,6 +98,35 @@ def conversation_closed(conversation_id: ObjectId) -> str:
     return encode(CONVERSATION_CLOSED, {"conversationId": str(conversation_id)})
 
 
+def inbox_subscribed(items: list[dict[str, Any]]) -> str:
+    return encode(INBOX_SUBSCRIBED, {"conversations": items})
+
+
+def conversation_updated(conv: Conversation, names: dict[ObjectId, str], last_message: Message | None = None) -> str:
+    return encode(CONVERSATION_UPDATED, {"conversation": conversation_item(conv, names, last_message)})
+
+
+def conversation_removed(conversation_id: ObjectId) -> str:
+    return encode(CONVERSATION_REMOVED, {"conversationId": str(conversation_id)})
+
+
+def presence(agent_id: ObjectId, status: Presence, since: datetime | None) -> str:
+    return encode(PRESENCE, {"userId": str(agent_id), "status": status.value, "since": iso(since)})
+
+
+def queue_position(conversation_id: ObjectId, position: int) -> str:
+    return encode(QUEUE_POSITION, {"conversationId": str(conversation_id), "position": position})
+
+
+def watching(conv: Conversation, last_seq: int) -> str:
+    return encode(WATCHING_CONVERSATION, {"conversationId": str(conv.id), "status": conv.status.value,
+                                          "lastSeq": last_seq})
+
+
+def unwatched(conversation_id: ObjectId) -> str:
+    return encode(UNWATCHED_CONVERSATION, {"conversationId": str(conversation_id)})
+
+
 # --- inbound frames -----------------------------------------------------------------------------
 
 
@@ -134,6 +175,17 @@ class ConversationRef:
 class Join:
     conversation_id: ObjectId
     last_seq: int | None = field(default=None, validator=_seq_in_range)
+
+
+@frozen
+class Watch:
+    conversation_id: ObjectId
+    last_seq: int | None = field(default=None, validator=_seq_in_range)
+
+
+@frozen
+class SetPresence:
+    status: str
 
 
 @frozen

@@ -17,13 +17,13 @@ from aiohttp import WSMsgType, web
 
 from livechat.domain import policy
 from livechat.domain.messages import Draft
-from livechat.domain.models import User
+from livechat.domain.models import ConversationStatus, User
 from livechat.domain.policy import Action
 from livechat.errors import ALREADY_CLOSED, DomainError, Forbidden, InvalidInput, Unauthenticated
 from livechat.keys import request_id_key, services_key, settings_key
 from livechat.realtime import protocol
 from livechat.realtime.hub import Connection
-from livechat.serialization import parse
+from livechat.serialization import conversation_item, parse
 from livechat.services import Services
 from livechat.web.http import bearer_token
 
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
+INBOX_FIRST_PAGE = 100  # GET /conversations' default page
 
 
 class TokenBucket:
@@ -92,6 +93,10 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     session = Session(services, conn, TokenBucket(settings.rate_burst, settings.rate_per_second),
                       settings.abuse_strikes)
     try:
+        await services.presence.connected(user)
+    except DomainError:  # no database: the socket still works; presence catches up on reconnect
+        log.warning("presence of %s not recorded (database unavailable)", user.id)
+    try:
         async for msg in ws:
             if msg.type is WSMsgType.TEXT:
                 await session.handle(msg.data)
@@ -105,6 +110,8 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         conn.close(protocol.CLOSE_INTERNAL, "internal error", now=True)
     finally:
         services.hub.unregister(conn)
+        services.fanout.inbox.unsubscribe(conn)
+        await services.presence.disconnected(user)
         if conn.dropped:  # we are closing it: let the queued events and the close frame out first
             await conn.wait_closed(settings.send_timeout)
         await conn.finish()
@@ -126,6 +133,10 @@ class Session:
             protocol.SEND_MESSAGE: self.send_message,
             protocol.LEAVE_CONVERSATION: self.leave,
             protocol.CLOSE_CONVERSATION: self.close_conversation,
+            protocol.SUBSCRIBE_INBOX: self.subscribe_inbox,
+            protocol.SET_PRESENCE: self.set_presence,
+            protocol.WATCH_CONVERSATION: self.watch,
+            protocol.UNWATCH_CONVERSATION: self.unwatch,
         }
 
     def error(self, message: str, client_message_id: str | None = None) -> None:
@@ -151,6 +162,7 @@ class Session:
         req = parse(data, protocol.Join)
         conversations, room = self.services.conversations, req.conversation_id
         conv = await conversations.join(self.user, room)
+        self.services.fanout.inbox.follow_queue(self.conn, conv)
         if req.last_seq is None:
             self.services.fanout.join(room, self.conn)
             self.conn.send(protocol.joined(conv))
@@ -207,3 +219,61 @@ class Session:
         conv = await self.services.conversations.close_in_chat(self.user, req.conversation_id)
         if not in_room:  # the room heard it; the closer hears it even if it never joined
             self.conn.send(protocol.conversation_closed(conv.id))
+
+    async def subscribe_inbox(self, data: dict[str, Any]) -> None:
+        policy.ensure_role(self.user, Action.SUBSCRIBE_INBOX)
+        inbox = self.services.fanout.inbox
+        inbox.subscribe(self.conn)  # updates from now on wait until the first page is out
+        try:
+            page = await self.services.conversations.list(self.user, status=None, before=None,
+                                                          limit=INBOX_FIRST_PAGE)
+            names = await self.services.conversations.names(page)
+        except BaseException:
+            inbox.unsubscribe(self.conn)
+            raise
+        self.conn.send(protocol.inbox_subscribed([conversation_item(c, names) for c in page]))
+        for agent_id, status, since in self.services.presence.visible_to(self.user):
+            self.conn.send(protocol.presence(agent_id, status, since))
+        inbox.ready(self.conn, page)
+
+    async def set_presence(self, data: dict[str, Any]) -> None:
+        policy.ensure_role(self.user, Action.SET_PRESENCE)
+        req = parse(data, protocol.SetPresence)
+        await self.services.presence.set_status(self.user, req.status)
+
+    async def watch(self, data: dict[str, Any]) -> None:
+        """Read-only: the room's events, invisible to the candidate (C.5)."""
+        policy.ensure_role(self.user, Action.WATCH)
+        req = parse(data, protocol.Watch)
+        conversations = self.services.conversations
+        conv = await conversations.load_authorized(self.user, Action.WATCH, req.conversation_id)
+        room = conv.id
+        after = req.last_seq if req.last_seq is not None else await conversations.top_seq(conv)
+        if conv.status is ConversationStatus.CLOSED:
+            top = await conversations.top_seq(conv)
+            self.conn.send(protocol.watching(conv, top))
+            async for message in conversations.replay(conv, after_seq=after, up_to=top):
+                await self.conn.replay(protocol.new_message(message), room, message.seq)
+            return
+        self.conn.hold(room, after_seq=after)
+        self.services.fanout.join(room, self.conn)
+        self.conn.watching.add(room)
+        try:
+            top = await conversations.top_seq(conv)
+            self.services.fanout.prime(room, top)
+            self.conn.rewind(room, top)
+            self.conn.send(protocol.watching(conv, top))
+            async for message in conversations.replay(conv, after_seq=after, up_to=top):
+                await self.conn.replay(protocol.new_message(message), room, message.seq)
+        except BaseException:
+            self.services.hub.leave(room, self.conn)
+            raise
+        finally:
+            self.conn.release(room)
+
+    async def unwatch(self, data: dict[str, Any]) -> None:
+        policy.ensure_role(self.user, Action.UNWATCH)
+        req = parse(data, protocol.ConversationRef)
+        if req.conversation_id in self.conn.watching:
+            self.services.hub.leave(req.conversation_id, self.conn)
+        self.conn.send(protocol.unwatched(req.conversation_id))

@@ -15,6 +15,7 @@ import inspect
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 import attrs
@@ -26,8 +27,8 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 from cattrs.preconf.bson import make_converter
 
 from livechat.config import DatabaseSettings, Driver
-from livechat.domain.models import (ACTIVE_STATUSES, Conversation, ConversationStatus, Message, Role, SupervisorStats, User,
-                                    utcnow)
+from livechat.domain.models import (ACTIVE_STATUSES, AgentPresence, Assignment, Conversation, ConversationStatus, Message,
+                                    Presence, Role, Routing, SupervisorStats, User, utcnow)
 from livechat.domain.ports import Change, DuplicateOf, HistoryLost
 from livechat.errors import Conflict, Unavailable
 
@@ -46,11 +47,15 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
+_KEYS = {AgentPresence: "agent_id", Routing: "supervisor_id"}  # the field that is the document's _id
+
+
 def _make_document_converter():
     conv = make_converter()
-    for cls in (User, Conversation, Message):
+    for cls in (User, Assignment, Conversation, Message, AgentPresence, Routing):
+        key = _KEYS.get(cls, "id")
         renames = {
-            f.name: override(rename="_id" if f.name == "id" else _camel(f.name))
+            f.name: override(rename="_id" if f.name == key else _camel(f.name))
             for f in attrs.fields(cls)
         }
         conv.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, conv, **renames))
@@ -135,6 +140,11 @@ class MongoUserRepo:
         return await self._c.count_documents({})
 
     @translate_errors
+    async def names(self, user_ids: list[ObjectId]) -> dict[ObjectId, str]:
+        docs = await self._c.find({"_id": {"$in": user_ids}}, {"name": 1}).to_list(None)
+        return {d["_id"]: d["name"] for d in docs}
+
+    @translate_errors
     async def list_by_role(self, role: Role, *, supervisor_id: ObjectId | None = None,
                            after: ObjectId | None = None, limit: int = 100) -> list[User]:
         query: dict[str, Any] = {"role": role.value}
@@ -147,6 +157,7 @@ class MongoUserRepo:
 
 
 ACTIVE = [status.value for status in ACTIVE_STATUSES]
+ANY_AGENT = object()
 
 
 class MongoConversationRepo:
@@ -162,6 +173,12 @@ class MongoConversationRepo:
         await self._c.create_index([("supervisorId", 1), ("_id", -1)], name="by_supervisor")
         await self._c.create_index([("agentId", 1), ("_id", -1)], name="by_agent")
         await self._c.create_index([("status", 1), ("agentId", 1)], name="by_status_agent")
+        await self._c.create_index([("supervisorId", 1), ("status", 1), ("agentId", 1), ("createdAt", 1)],
+                                   name="queue")
+        # Capacity by construction: an agent's active automatic assignments hold distinct slots.
+        await self._c.create_index([("agentId", 1), ("routingSlot", 1)], unique=True, name="routing_slot_unique",
+                                   partialFilterExpression={"status": {"$in": ACTIVE},
+                                                            "routingSlot": {"$type": "int"}})
 
     @translate_errors
     async def insert(self, conv: Conversation) -> Conversation:
@@ -186,12 +203,61 @@ class MongoConversationRepo:
         return from_document(doc, Conversation) if doc else None
 
     @translate_errors
-    async def set_agent(self, conv_id: ObjectId, supervisor_id: ObjectId, agent_id: ObjectId) -> Conversation | None:
-        """Assign (or reassign) unless closed meanwhile; ``None`` if the condition no longer holds."""
+    async def set_agent(self, conv_id: ObjectId, supervisor_id: ObjectId, agent_id: ObjectId, *,
+                        by: ObjectId | None, at: datetime, current_agent: Any = ANY_AGENT) -> Conversation | None:
+        """Assign (or reassign, or transfer) unless closed meanwhile — and, with ``current_agent``,
+        only while that agent still has it; ``None`` if the condition no longer holds. A manual
+        assignment gives up any routing slot."""
+        query: dict[str, Any] = {"_id": conv_id, "supervisorId": supervisor_id, "status": {"$in": ACTIVE}}
+        if current_agent is not ANY_AGENT:
+            query["agentId"] = current_agent
+        return await self._update(query, {
+            "$set": {"agentId": agent_id},
+            "$unset": {"routingSlot": ""},
+            "$push": {"assignments": to_document(Assignment(agent_id, at, by))},
+        })
+
+    @translate_errors
+    async def claim(self, conv_id: ObjectId, agent_id: ObjectId, slot: int, at: datetime) -> Conversation | None | bool:
+        """Automatic assignment of a waiting conversation into one of the agent's capacity slots:
+        the conversation, ``None`` when it is no longer waiting, ``False`` when the slot is taken."""
+        try:
+            return await self._update(
+                {"_id": conv_id, "status": ConversationStatus.OPEN.value, "agentId": None},
+                {"$set": {"agentId": agent_id, "routingSlot": slot},
+                 "$push": {"assignments": to_document(Assignment(agent_id, at, None))}},
+            )
+        except pymongo.errors.DuplicateKeyError:
+            return False
+
+    @translate_errors
+    async def requeue(self, conv_id: ObjectId, agent_id: ObjectId, at: datetime) -> Conversation | None:
+        """An ``open`` conversation back to the queue, unless its agent joined meanwhile."""
         return await self._update(
-            {"_id": conv_id, "supervisorId": supervisor_id, "status": {"$in": ACTIVE}},
-            {"$set": {"agentId": agent_id}},
+            {"_id": conv_id, "agentId": agent_id, "status": ConversationStatus.OPEN.value},
+            {"$set": {"agentId": None}, "$unset": {"routingSlot": ""},
+             "$push": {"assignments": to_document(Assignment(None, at, None))}},
         )
+
+    @translate_errors
+    async def waiting(self, supervisor_id: ObjectId, limit: int) -> list[Conversation]:
+        """The supervisor's queue (open, no agent), oldest first."""
+        docs = await self._c.find({"supervisorId": supervisor_id, "status": ConversationStatus.OPEN.value,
+                                   "agentId": None}).sort([("createdAt", 1), ("_id", 1)]).limit(limit).to_list(None)
+        return [from_document(d, Conversation) for d in docs]
+
+    @translate_errors
+    async def active_of(self, agent_ids: list[ObjectId]) -> list[Conversation]:
+        """The open-with-agent and assigned conversations of these agents."""
+        docs = await self._c.find({"agentId": {"$in": agent_ids}, "status": {"$in": ACTIVE}}).to_list(None)
+        return [from_document(d, Conversation) for d in docs]
+
+    @translate_errors
+    async def waiting_for_agent(self, supervisor_ids: list[ObjectId]) -> list[Conversation]:
+        """``open`` conversations with an agent who has not joined yet (requeue candidates)."""
+        docs = await self._c.find({"supervisorId": {"$in": supervisor_ids}, "status": ConversationStatus.OPEN.value,
+                                   "agentId": {"$ne": None}}).to_list(None)
+        return [from_document(d, Conversation) for d in docs]
 
     @translate_errors
     async def mark_assigned(self, conv_id: ObjectId, agent_id: ObjectId) -> Conversation | None:
@@ -322,11 +388,85 @@ class MongoMessageRepo:
         return [from_document(d, Message) for d in await cursor.to_list(None)]
 
 
+class MongoRoutingRepo:
+    def __init__(self, collection: Any) -> None:
+        self._c = collection
+
+    async def ensure_indexes(self) -> None:
+        await self._c.create_index("mode", name="by_mode")
+
+    @translate_errors
+    async def get(self, supervisor_id: ObjectId) -> Routing:
+        doc = await self._c.find_one({"_id": supervisor_id})
+        return from_document(doc, Routing) if doc else Routing(supervisor_id)
+
+    @translate_errors
+    async def put(self, routing: Routing) -> Routing:
+        doc = to_document(routing)
+        await self._c.replace_one({"_id": doc["_id"]}, doc, upsert=True)
+        return routing
+
+    @translate_errors
+    async def all(self) -> list[Routing]:
+        return [from_document(d, Routing) for d in await self._c.find({}).to_list(None)]
+
+
+class MongoPresenceRepo:
+    """One document per agent: its chosen status and, per process holding one of its sockets, when
+    that process's claim expires (it renews them while it lives)."""
+
+    def __init__(self, collection: Any) -> None:
+        self._c = collection
+
+    async def ensure_indexes(self) -> None:
+        await self._c.create_index("supervisorId", name="by_supervisor")
+
+    @translate_errors
+    async def connect(self, agent_id: ObjectId, supervisor_id: ObjectId | None, process: str, expires: datetime,
+                      now: datetime) -> AgentPresence:
+        """This process holds a socket of the agent; an agent that was offline starts available.
+        One write, so nobody sees the claim before the status that goes with it."""
+        before = await self._c.find_one({"_id": agent_id})
+        online = before is not None and any(exp > now for p, exp in (before.get("processes") or {}).items()
+                                             if p != process)
+        fields: dict[str, Any] = {f"processes.{process}": expires, "supervisorId": supervisor_id}
+        if not online:
+            fields.update(status=Presence.AVAILABLE.value, since=now)
+        doc = await self._c.find_one_and_update({"_id": agent_id}, {"$set": fields, "$inc": {"version": 1}},
+                                                upsert=True, return_document=pymongo.ReturnDocument.AFTER)
+        return from_document(doc, AgentPresence)
+
+    @translate_errors
+    async def set_status(self, agent_id: ObjectId, status: Presence, now: datetime) -> AgentPresence:
+        doc = await self._c.find_one_and_update({"_id": agent_id},
+                                                {"$set": {"status": status.value, "since": now}, "$inc": {"version": 1}},
+                                                return_document=pymongo.ReturnDocument.AFTER)
+        return from_document(doc, AgentPresence)
+
+    @translate_errors
+    async def disconnect(self, agent_id: ObjectId, process: str) -> None:
+        await self._c.update_one({"_id": agent_id}, {"$unset": {f"processes.{process}": ""}, "$inc": {"version": 1}})
+
+    @translate_errors
+    async def renew(self, process: str, expires: datetime) -> None:
+        await self._c.update_many({f"processes.{process}": {"$exists": True}},
+                                  {"$set": {f"processes.{process}": expires}, "$inc": {"version": 1}})
+
+    @translate_errors
+    async def forget_expired(self, agent_id: ObjectId, process: str, now: datetime) -> None:
+        await self._c.update_one({"_id": agent_id, f"processes.{process}": {"$lte": now}},
+                                 {"$unset": {f"processes.{process}": ""}, "$inc": {"version": 1}})
+
+    @translate_errors
+    async def all(self) -> list[AgentPresence]:
+        return [from_document(d, AgentPresence) for d in await self._c.find({}).to_list(None)]
+
+
 # --- the change stream (realtime/feed.py follows it) -----------------------------------------
 
 WRITER = "writer"  # message field: which process stored it
 STREAM_AWAIT_MS = 500  # a quiet stream answers this often, which keeps its position fresh
-_FOLLOWED = {"messages": Message, "conversations": Conversation}
+_FOLLOWED = {"messages": Message, "conversations": Conversation, "presence": AgentPresence, "routing": Routing}
 _CHANGES_PIPELINE = [{"$match": {"ns.coll": {"$in": list(_FOLLOWED)},
                                  "operationType": {"$in": ["insert", "update", "replace"]}}}]
 _CANNOT_RESUME = {260, 280, 286}  # InvalidResumeToken, ChangeStreamFatalError, ChangeStreamHistoryLost
@@ -358,6 +498,8 @@ class MongoStore:
         self.users = MongoUserRepo(db["users"])
         self.conversations = MongoConversationRepo(db["conversations"], db["users"])
         self.messages = MongoMessageRepo(db["messages"], self.writer)
+        self.routing = MongoRoutingRepo(db["routing"])
+        self.presence = MongoPresenceRepo(db["presence"])
 
     @contextlib.asynccontextmanager
     async def changes(self, resume_after: Any | None) -> AsyncIterator[AsyncIterator[Change]]:
@@ -392,7 +534,7 @@ class MongoStore:
                 yield Change(stream.resume_token, event.get("wallTime"), from_document(doc, cls))
 
     async def ensure_indexes(self) -> None:
-        for repo in (self.users, self.conversations, self.messages):
+        for repo in (self.users, self.conversations, self.messages, self.routing, self.presence):
             await repo.ensure_indexes()
 
     async def ping(self) -> None:

@@ -12,11 +12,13 @@ from bson import ObjectId
 
 from livechat.domain import policy
 from livechat.domain.conversations import AssignAgent, CreateConversation
-from livechat.domain.models import ConversationStatus, User
+from livechat.domain.models import ConversationStatus, Role, User
+from livechat.domain.routing import RoutingUpdate
 from livechat.domain.policy import Action
 from livechat.errors import InvalidInput
 from livechat.keys import services_key
-from livechat.serialization import conversation_view, message_view, parse_object_id, stats_view
+from livechat.serialization import (assignments_view, conversation_item, conversation_view, message_view, parse_object_id,
+                                    routing_view, stats_view)
 from livechat.web.http import bearer_token, json_body, ok, parse_body
 
 routes = web.RouteTableDef()
@@ -80,9 +82,10 @@ async def list_conversations_handler(request: web.Request) -> web.Response:
         status = None if status_text is None else ConversationStatus(status_text)
     except ValueError:
         raise InvalidInput() from None
-    convs = await request.app[services_key].conversations.list(
-        user, status=status, before=query_cursor(request), limit=limit_param(request))
-    return ok([conversation_view(c) for c in convs])
+    conversations = request.app[services_key].conversations
+    convs = await conversations.list(user, status=status, before=query_cursor(request), limit=limit_param(request))
+    names = await conversations.names(convs)
+    return ok([conversation_item(c, names) for c in convs])
 
 
 @routes.post("/conversations/{id:[^/]+}/assign")
@@ -94,11 +97,25 @@ async def assign_handler(request: web.Request) -> web.Response:
     return ok({"conversationId": str(conv.id), "agentId": str(conv.agent_id), "supervisorId": str(conv.supervisor_id)})
 
 
+@routes.post("/conversations/{id:[^/]+}/transfer")
+async def transfer_handler(request: web.Request) -> web.Response:
+    user = await authorized(request, Action.TRANSFER)
+    conv_id = path_id(request)
+    req = await parse_body(request, AssignAgent)
+    conv = await request.app[services_key].conversations.transfer(user, conv_id, req)
+    return ok({"conversationId": str(conv.id), "agentId": str(conv.agent_id), "supervisorId": str(conv.supervisor_id),
+               "status": conv.status.value, "assignments": assignments_view(conv)})
+
+
 @routes.get("/conversations/{id:[^/]+}")
 async def get_conversation_handler(request: web.Request) -> web.Response:
     user = await authorized(request, Action.VIEW)
-    conv, messages = await request.app[services_key].conversations.get(user, path_id(request))
-    return ok(with_messages(conversation_view(conv), messages))
+    conversations = request.app[services_key].conversations
+    conv, messages = await conversations.get(user, path_id(request))
+    data = with_messages(conversation_item(conv, await conversations.names([conv])), messages)
+    if user.role is not Role.CANDIDATE:
+        data["assignments"] = assignments_view(conv)
+    return ok(data)
 
 
 @routes.get("/conversations/{id:[^/]+}/messages")
@@ -138,7 +155,25 @@ async def supervisors_handler(request: web.Request) -> web.Response:
 @routes.get("/agents")
 async def agents_handler(request: web.Request) -> web.Response:
     user = await authorized(request, Action.LIST_AGENTS)
-    agents = await request.app[services_key].teams.agents(user, after=query_cursor(request),
-                                                          limit=limit_param(request))
-    return ok([{"_id": str(a.id), "name": a.name, "email": a.email, "supervisorId": str(a.supervisor_id)}
+    services = request.app[services_key]
+    agents = await services.teams.agents(user, after=query_cursor(request), limit=limit_param(request))
+    active = await services.teams.active_counts([a.id for a in agents])
+    return ok([{"_id": str(a.id), "name": a.name, "email": a.email, "supervisorId": str(a.supervisor_id),
+                "presence": services.presence.of(a.id)[0].value, "activeConversations": active.get(a.id, 0)}
                for a in agents])
+
+
+@routes.get("/supervisors/{id:[^/]+}/routing")
+async def get_routing_handler(request: web.Request) -> web.Response:
+    user = await authorized(request, Action.READ_ROUTING)
+    routing = await request.app[services_key].routing.settings(user, path_id(request))
+    return ok(routing_view(routing))
+
+
+@routes.put("/supervisors/{id:[^/]+}/routing")
+async def put_routing_handler(request: web.Request) -> web.Response:
+    user = await authorized(request, Action.CHANGE_ROUTING)
+    supervisor_id = path_id(request)
+    req = await parse_body(request, RoutingUpdate)
+    routing = await request.app[services_key].routing.change(user, supervisor_id, req)
+    return ok(routing_view(routing))

@@ -131,7 +131,9 @@ async def test_nobody_reaches_another_partys_conversation_over_http(api: Api, te
         await expect(resp, 403, FORBIDDEN)
         await expect(await api.client.post(f"/conversations/{conv}/close", headers=api.auth(user)), 403, FORBIDDEN)
     for user in (mine.candidate, mine.agent, mine.supervisor):  # the parties still see it, unchanged
-        assert await conversation_as(api, user, conv) == before
+        seen = await conversation_as(api, user, conv)
+        assert "assignments" in seen if user is not mine.candidate else "assignments" not in seen  # staff only
+        assert {k: v for k, v in seen.items() if k != "assignments"} == before
 
 
 async def test_nobody_reaches_another_partys_conversation_over_websocket(api: Api, teams):
@@ -189,19 +191,23 @@ async def test_smuggled_fields_in_conversation_requests_change_nothing(api: Api)
     conv = created["_id"]
     assert conv != forged["_id"]
     expected = {"_id": conv, "status": "open", "candidateId": cand["_id"], "supervisorId": sup["_id"],
-                "agentId": None, "createdAt": created["createdAt"], "messages": []}
+                "agentId": None, "createdAt": created["createdAt"], "messages": [],
+                "candidateName": cand["name"], "agentName": None}
     assert await conversation_as(api, cand, conv) == expected and recent(created["createdAt"])
     await expect(await api.client.get(f"/conversations/{conv}", headers=api.auth(victim)), 403)
 
     await assign(api, sup, conv, agent["_id"], **{k: v for k, v in forged.items() if k != "agentId"})
-    expected["agentId"] = agent["_id"]
-    assert await conversation_as(api, sup, conv) == expected
+    expected["agentId"], expected["agentName"] = agent["_id"], agent["name"]
+    seen = await conversation_as(api, sup, conv)
+    assert [(a["agentId"], a["by"]) for a in seen.pop("assignments")] == [(agent["_id"], sup["_id"])]
+    assert seen == expected
 
     resp = await api.client.post(f"/conversations/{conv}/close", json=smuggled(status="open"),
                                  headers=api.auth(sup))
     assert await expect(resp, 200) == {"conversationId": conv, "status": "closed"}
     closed = await conversation_as(api, sup, conv)
     assert recent(closed.pop("closedAt"))
+    closed.pop("assignments")
     assert closed == {**expected, "status": "closed"}
 
 

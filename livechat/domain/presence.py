@@ -1,0 +1,146 @@
+"""Agent presence (README "Presence"): offline with no socket anywhere, else the status it chose.
+
+Each process counts its own sockets per agent and holds a claim on the agent's presence document
+(``processes.<process id>`` = when the claim expires) while it has one; it renews its claims
+every ``renew_every`` seconds, so a process that dies without a word (``kill -9``) leaves its agents
+online for at most ``ttl``. Every process keeps a view of every agent's document — loaded at start,
+then kept current by the change feed — and derives the effective presence from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
+
+from bson import ObjectId
+
+from livechat.domain import policy
+from livechat.domain.events import PresenceChanged
+from livechat.domain.models import AgentPresence, Presence, Role, User, utcnow
+from livechat.domain.policy import Action
+from livechat.domain.ports import EventPublisher, PresenceRepo
+from livechat.errors import DomainError, InvalidInput
+
+log = logging.getLogger(__name__)
+
+
+class PresenceService:
+    def __init__(self, repo: PresenceRepo, events: EventPublisher, *, process: str, ttl: float,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self._repo = repo
+        self._events = events
+        self._process = process
+        self._ttl = timedelta(seconds=ttl)
+        self.renew_every = ttl / 3
+        self._clock = clock
+        self._view: dict[ObjectId, AgentPresence] = {}
+        self._effective: dict[ObjectId, tuple[Presence, datetime]] = {}
+        self._sockets: collections.Counter[ObjectId] = collections.Counter()
+        self._lock = asyncio.Lock()  # connect/disconnect of one process never interleave
+
+    # --- what the others ask ---------------------------------------------------------------------
+
+    def of(self, agent_id: ObjectId) -> tuple[Presence, datetime | None]:
+        return self._effective.get(agent_id, (Presence.OFFLINE, None))
+
+    def available(self, supervisor_id: ObjectId) -> list[ObjectId]:
+        return [agent for agent, doc in self._view.items()
+                if doc.supervisor_id == supervisor_id and self.of(agent)[0] is Presence.AVAILABLE]
+
+    def visible_to(self, user: User) -> list[tuple[ObjectId, Presence, datetime | None]]:
+        """Every agent ``user`` may see the presence of (its own team; admins all) that is online."""
+        return [(agent, *self.of(agent)) for agent, doc in self._view.items()
+                if policy.sees_agent(user, doc.supervisor_id) and self.of(agent)[0] is not Presence.OFFLINE]
+
+    # --- this process's sockets ------------------------------------------------------------------
+
+    async def connected(self, user: User) -> None:
+        if user.role is not Role.AGENT:
+            return
+        async with self._lock:
+            self._sockets[user.id] += 1
+            if self._sockets[user.id] == 1:
+                now = self._clock()
+                self.apply(await self._repo.connect(user.id, user.supervisor_id, self._process, now + self._ttl, now),
+                           local=True)
+
+    async def disconnected(self, user: User) -> None:
+        if user.role is not Role.AGENT:
+            return
+        async with self._lock:
+            self._sockets[user.id] -= 1
+            if self._sockets[user.id] > 0:
+                return
+            del self._sockets[user.id]
+            try:
+                await self._repo.disconnect(user.id, self._process)
+            except DomainError:  # the database is away: our claim simply expires
+                log.warning("presence of agent %s not cleared (database unavailable); it expires", user.id)
+                return
+            doc = self._view.get(user.id)
+            if doc is not None:
+                processes = {p: e for p, e in doc.processes.items() if p != self._process}
+                self.apply(AgentPresence(doc.agent_id, doc.supervisor_id, doc.status, doc.since, processes,
+                                         doc.version + 1), local=True)
+
+    async def set_status(self, user: User, status_text: object) -> None:
+        policy.ensure_role(user, Action.SET_PRESENCE)
+        if status_text not in (Presence.AVAILABLE.value, Presence.AWAY.value):
+            raise InvalidInput()
+        self.apply(await self._repo.set_status(user.id, Presence(status_text), self._clock()), local=True)
+
+    # --- the view --------------------------------------------------------------------------------
+
+    def apply(self, doc: AgentPresence, *, local: bool = False) -> None:
+        """A presence document as it now is (ours, or another process's through the feed)."""
+        known = self._view.get(doc.agent_id)
+        if known is not None and known.version > doc.version:
+            return
+        self._view[doc.agent_id] = doc
+        self._recompute(doc.agent_id, local)
+
+    def _recompute(self, agent_id: ObjectId, local: bool) -> None:
+        doc = self._view[agent_id]
+        now = self._clock()
+        status = doc.effective(now)
+        before = self._effective.get(agent_id)
+        if before is not None and before[0] is status:
+            return
+        if before is None and status is Presence.OFFLINE:
+            self._effective[agent_id] = (status, now)
+            return
+        since = doc.since if status is not Presence.OFFLINE else now
+        self._effective[agent_id] = (status, since)
+        self._events.publish(PresenceChanged(agent_id, doc.supervisor_id, status, since, local=local))
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Load every agent's document, then renew our claims and expire dead ones until we stop."""
+        for doc in await self._repo.all():
+            self.apply(doc)
+        task = asyncio.create_task(self._renew_loop(), name="presence-renewal")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _renew_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.renew_every)
+            now = self._clock()
+            try:
+                if self._sockets:
+                    await self._repo.renew(self._process, now + self._ttl)
+                for agent_id, doc in list(self._view.items()):
+                    for process, expires in doc.processes.items():
+                        if expires <= now and process != self._process:
+                            await self._repo.forget_expired(agent_id, process, now)  # a dead process's claim
+                    self._recompute(agent_id, local=False)
+            except DomainError:
+                log.warning("presence renewal failed (database unavailable); retrying")
