@@ -284,3 +284,110 @@ async def test_a_stream_that_cannot_resume_rereads_every_room(tmp_path):
             assert "cannot resume" in proc2.log.read_text()
     finally:
         database.stop()
+
+
+# --- the support desk across processes ---------------------------------------------------------------
+
+
+async def until_event(sock: Socket, event: str, match: Callable[[dict], bool] = lambda d: True,
+                      timeout: float = 20) -> dict:
+    async with asyncio.timeout(timeout):
+        while True:
+            frame = await sock.next(timeout)
+            if frame["event"] == event and match(frame["data"]):
+                return frame["data"]
+
+
+async def agents_presence(api: Client, supervisor: dict) -> dict[str, dict]:
+    return {a["_id"]: a for a in await api.call("GET", "/agents", supervisor["token"])}
+
+
+async def test_auto_routing_with_capacity_under_concurrent_creates_on_two_processes(tmp_path, mongo_uri):
+    async with cluster(tmp_path, mongo_uri, 2) as (_, (p1, p2)):
+        supervisor = await p1.user("supervisor")
+        agents = [await p1.user("agent", supervisorId=supervisor["_id"]) for _ in range(3)]
+        online = [await (p1, p2, p1)[i].socket(a) for i, a in enumerate(agents)]
+        await p2.call("PUT", f"/supervisors/{supervisor['_id']}/routing", supervisor["token"],
+                      {"mode": "auto", "maxConcurrent": 5})
+        for api in (p1, p2):  # both processes see all three available
+            async with asyncio.timeout(20):
+                while {a["presence"] for a in (await agents_presence(api, supervisor)).values()} != {"available"}:
+                    await asyncio.sleep(0.1)
+        candidates = [await (p1, p2)[i % 2].user("candidate") for i in range(30)]
+        await asyncio.gather(*((p1, p2)[i % 2].call("POST", "/conversations", c["token"],
+                                                     {"supervisorId": supervisor["_id"]}, status=201)
+                               for i, c in enumerate(candidates)))
+
+        async def listing() -> list[dict]:
+            return await p1.call("GET", "/conversations?limit=100", supervisor["token"])
+
+        async with asyncio.timeout(30):
+            while sum(c["agentId"] is not None for c in await listing()) < 15:
+                await asyncio.sleep(0.1)
+        await asyncio.sleep(1)  # any over-assignment would show now
+        convs = await listing()
+        assigned = [c for c in convs if c["agentId"] is not None]
+        waiting = sorted((c for c in convs if c["agentId"] is None), key=lambda c: (c["createdAt"], c["_id"]))
+        assert len(assigned) == 15 and len(waiting) == 15
+        load = await agents_presence(p2, supervisor)
+        assert sorted(a["activeConversations"] for a in load.values()) == [5, 5, 5]
+        assert {c["agentId"] for c in assigned} == {a["_id"] for a in agents}
+
+        # Closing one (its agent on process 1 closes in chat) hands the oldest waiting one to that agent.
+        done = assigned[0]
+        owner = next(s for s in online if s.user["_id"] == done["agentId"])
+        await owner.join(done["_id"])
+        await owner.emit("CLOSE_CONVERSATION", {"conversationId": done["_id"]})
+        await until_event(owner, "CONVERSATION_CLOSED")
+        oldest = waiting[0]["_id"]
+        async with asyncio.timeout(20):
+            while (view := await p2.call("GET", f"/conversations/{oldest}", supervisor["token"]))["agentId"] is None:
+                await asyncio.sleep(0.1)
+        assert view["agentId"] == done["agentId"]
+        assert sum(c["agentId"] is None for c in await listing()) == 14
+
+
+async def test_presence_and_inbox_across_processes_and_a_killed_process(tmp_path, mongo_uri):
+    async with cluster(tmp_path, mongo_uri, 2, LIVECHAT_WS_HEARTBEAT="2") as ((proc1, _), (p1, p2)):
+        supervisor = await p2.user("supervisor")
+        agent = await p2.user("agent", supervisorId=supervisor["_id"])
+        desk = await p2.socket(supervisor)
+        await desk.emit("SUBSCRIBE_INBOX", {})
+        await until_event(desk, "INBOX_SUBSCRIBED")
+
+        # A conversation created on process 1 appears in the inbox on process 2.
+        candidate = await p1.user("candidate")
+        conv = await p1.call("POST", "/conversations", candidate["token"], {"supervisorId": supervisor["_id"]},
+                             status=201)
+        pushed = await until_event(desk, "CONVERSATION_UPDATED", lambda d: d["conversation"]["_id"] == conv["_id"])
+        assert pushed["conversation"]["candidateName"] == candidate["name"]
+
+        # The agent is online on both processes: it stays online until both sockets are gone.
+        on1 = await p1.socket(agent)
+        assert (await until_event(desk, "PRESENCE"))["status"] == "available"
+        on2 = await p2.socket(agent)
+        reading = asyncio.create_task(on2.drain(3600))  # a live client answers the server's pings
+        proc1.kill(signal.SIGKILL)  # its claim expires; the socket on process 2 keeps the agent online
+        with contextlib.suppress(TimeoutError):  # longer than 1.5 × heartbeat, answering pings meanwhile
+            await until_event(desk, "NO_SUCH_EVENT", timeout=4)
+        assert "offline" not in [d["status"] for d in desk.seen("PRESENCE")]
+        assert (await agents_presence(p2, supervisor))[agent["_id"]]["presence"] == "available"
+        reading.cancel()
+        await on2.ws.close()
+        assert (await until_event(desk, "PRESENCE"))["status"] == "offline"
+        assert (await agents_presence(p2, supervisor))[agent["_id"]]["presence"] == "offline"
+        del on1
+
+
+async def test_an_agent_only_on_a_killed_process_goes_offline(tmp_path, mongo_uri):
+    async with cluster(tmp_path, mongo_uri, 2, LIVECHAT_WS_HEARTBEAT="2") as ((proc1, _), (p1, p2)):
+        supervisor = await p2.user("supervisor")
+        agent = await p2.user("agent", supervisorId=supervisor["_id"])
+        desk = await p2.socket(supervisor)
+        await desk.emit("SUBSCRIBE_INBOX", {})
+        await until_event(desk, "INBOX_SUBSCRIBED")
+        await p1.socket(agent)
+        assert (await until_event(desk, "PRESENCE"))["status"] == "available"
+        proc1.kill(signal.SIGKILL)
+        offline = await until_event(desk, "PRESENCE", timeout=15)  # within the claim's 3 s, plus a renewal
+        assert (offline["userId"], offline["status"]) == (agent["_id"], "offline")
