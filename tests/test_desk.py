@@ -137,6 +137,21 @@ async def test_presence_follows_the_agents_sockets_and_choice(client):
     await cand.fails(FORBIDDEN_FOR_ROLE, "SET_PRESENCE", {"status": "away"})
 
 
+
+async def test_an_agent_whose_last_socket_goes_is_offline_at_once_every_time(client):
+    """A closed or dropped socket: aiohttp cancels the handler as the TCP connection goes, often
+    while it is clearing the agent's presence; the write still happens (not after 1.5 × heartbeat)."""
+    scene = await Scene.create(client)
+    sup, _ = await subscribed(scene, scene.supervisor)
+    for attempt in range(10):
+        agent = await scene.connect(scene.agent)
+        assert (await until(sup, "PRESENCE"))["status"] == "available"
+        if attempt % 2:
+            agent.ws._response.connection.transport.abort()  # no close frame at all
+        else:
+            await agent.close()
+        assert (await until(sup, "PRESENCE", timeout=5.0))["status"] == "offline"
+
 # --- routing ----------------------------------------------------------------------------------------
 
 

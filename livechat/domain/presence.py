@@ -27,6 +27,8 @@ from livechat.errors import DomainError, InvalidInput
 
 log = logging.getLogger(__name__)
 
+SHUTDOWN_WAIT = 5.0  # seconds a stopping process gives its last claim releases (else they expire)
+
 
 class PresenceService:
     def __init__(self, repo: PresenceRepo, events: EventPublisher, *, process: str, ttl: float,
@@ -40,7 +42,9 @@ class PresenceService:
         self._view: dict[ObjectId, AgentPresence] = {}
         self._effective: dict[ObjectId, tuple[Presence, datetime]] = {}
         self._sockets: collections.Counter[ObjectId] = collections.Counter()
-        self._lock = asyncio.Lock()  # connect/disconnect of one process never interleave
+        self._claimed: set[ObjectId] = set()  # agents whose document holds our claim
+        self._settling: set[asyncio.Future[None]] = set()
+        self._lock = asyncio.Lock()  # our writes to presence documents never interleave
 
     # --- what the others ask ---------------------------------------------------------------------
 
@@ -59,33 +63,49 @@ class PresenceService:
     # --- this process's sockets ------------------------------------------------------------------
 
     async def connected(self, user: User) -> None:
-        if user.role is not Role.AGENT:
-            return
-        async with self._lock:
+        if user.role is Role.AGENT:
             self._sockets[user.id] += 1
-            if self._sockets[user.id] == 1:
-                now = self._clock()
-                self.apply(await self._repo.connect(user.id, user.supervisor_id, self._process, now + self._ttl, now),
-                           local=True)
+            await self._settle(user)
 
     async def disconnected(self, user: User) -> None:
-        if user.role is not Role.AGENT:
-            return
-        async with self._lock:
+        if user.role is Role.AGENT:
             self._sockets[user.id] -= 1
-            if self._sockets[user.id] > 0:
+            if self._sockets[user.id] <= 0:
+                del self._sockets[user.id]
+            await self._settle(user)
+
+    async def _settle(self, user: User) -> None:
+        """Bring our claim on ``user``'s document in line with our socket count. It runs to the
+        end even if the socket's handler is cancelled meanwhile (a client that drops the
+        connection): an abandoned write would leave the agent online until its claim expires."""
+        task = asyncio.ensure_future(self._reconcile(user))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+        await asyncio.shield(task)
+
+    async def _reconcile(self, user: User) -> None:
+        async with self._lock:
+            wanted = user.id in self._sockets
+            if wanted == (user.id in self._claimed):
                 return
-            del self._sockets[user.id]
+            now = self._clock()
             try:
-                await self._repo.disconnect(user.id, self._process)
-            except DomainError:  # the database is away: our claim simply expires
-                log.warning("presence of agent %s not cleared (database unavailable); it expires", user.id)
+                if wanted:
+                    doc = await self._repo.connect(user.id, user.supervisor_id, self._process, now + self._ttl, now)
+                    self._claimed.add(user.id)
+                else:
+                    self._claimed.discard(user.id)  # whatever happens next, the claim is not renewed
+                    await self._repo.disconnect(user.id, self._process)
+                    doc = self._view.get(user.id)
+                    if doc is None:
+                        return
+                    doc = AgentPresence(doc.agent_id, doc.supervisor_id, doc.status, doc.since,
+                                        {p: e for p, e in doc.processes.items() if p != self._process},
+                                        doc.version + 1)
+            except DomainError:  # the database is away: the socket still works, a claim simply expires
+                log.warning("presence of agent %s not recorded (database unavailable)", user.id)
                 return
-            doc = self._view.get(user.id)
-            if doc is not None:
-                processes = {p: e for p, e in doc.processes.items() if p != self._process}
-                self.apply(AgentPresence(doc.agent_id, doc.supervisor_id, doc.status, doc.since, processes,
-                                         doc.version + 1), local=True)
+            self.apply(doc, local=True)
 
     async def set_status(self, user: User, status_text: object) -> None:
         policy.ensure_role(user, Action.SET_PRESENCE)
@@ -126,6 +146,8 @@ class PresenceService:
         try:
             yield
         finally:
+            if self._settling:  # sockets that closed during shutdown release their claims first
+                await asyncio.wait(self._settling, timeout=SHUTDOWN_WAIT)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -135,7 +157,7 @@ class PresenceService:
             await asyncio.sleep(self.renew_every)
             now = self._clock()
             try:
-                if self._sockets:
+                if self._claimed:
                     await self._repo.renew(self._process, now + self._ttl)
                 for agent_id, doc in list(self._view.items()):
                     for process, expires in doc.processes.items():

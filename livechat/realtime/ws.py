@@ -94,9 +94,6 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
                       settings.abuse_strikes)
     try:
         await services.presence.connected(user)
-    except DomainError:  # no database: the socket still works; presence catches up on reconnect
-        log.warning("presence of %s not recorded (database unavailable)", user.id)
-    try:
         async for msg in ws:
             if msg.type is WSMsgType.TEXT:
                 await session.handle(msg.data)
@@ -111,10 +108,12 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     finally:
         services.hub.unregister(conn)
         services.fanout.inbox.unsubscribe(conn)
-        await services.presence.disconnected(user)
-        if conn.dropped:  # we are closing it: let the queued events and the close frame out first
-            await conn.wait_closed(settings.send_timeout)
-        await conn.finish()
+        try:  # a handler may be cancelled when its client goes away (aiohttp handler_cancellation)
+            await services.presence.disconnected(user)
+            if conn.dropped:  # we are closing it: let the queued events and the close frame out first
+                await conn.wait_closed(settings.send_timeout)
+        finally:
+            await conn.finish()
     return ws
 
 
