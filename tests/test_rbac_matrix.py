@@ -1,4 +1,5 @@
-"""Who may call which REST route (CONTRACT.md A.1, A.2, A.4, B.3, B.7), as one table.
+"""Who may call which REST route or send which WebSocket event (CONTRACT.md A.1, A.2, A.4, B.3, B.7,
+C.2–C.5), as one table.
 
 Every case runs against a fresh World (see test_conversations.py):
 
@@ -15,14 +16,22 @@ runs as the "own" user). For POST /conversations, "own" C already has an active 
 Errors carry the contract's exact text: 401 "Unauthorized, token missing or invalid",
 403 "Forbidden, insufficient permissions", 403* "cannot assign agent",
 409 "Candidate already has an active conversation". A refused request changes nothing.
+
+Rows "WS EVENT" send that event over a socket of the caller: "ok" is the event's own answer (or, for an
+event that has none, no answer at all), "role" an ERROR "Forbidden for this role", "denied" an ERROR
+"Not allowed to access this conversation", and 401 for anonymous a socket refused with an ERROR
+"Unauthorized or invalid token" and close code 4401.
 """
 
 from __future__ import annotations
 
 import pytest
 
+from typing import Any
+
 from tests.test_conversations import (ACTIVE_EXISTS, FORBIDDEN, NOT_YOUR_CONVERSATION, UNAUTHORIZED, Chat, World,
                                       attempt, snapshot)
+from tests.ws_helpers import Peer
 from tests.test_conversations import chat, world  # noqa: F401  (the fixtures this module uses)
 
 MATRIX = """
@@ -37,21 +46,46 @@ MATRIX = """
 | GET /admin/analytics           | 401       | 403       | 403       | 403        | 200   |
 | GET /supervisors               | 401       | 200       | 200       | 200        | 200   |
 | GET /agents                    | 401       | 403       | 403       | 200        | 200   |
+| POST /conversations/X/transfer | 401       | 403 / 403 | 200 / 403 | 200 / 403  | 200   |
+| GET /supervisors/S/routing     | 401       | 403       | 403       | 200 / 403  | 200   |
+| PUT /supervisors/S/routing     | 401       | 403       | 403       | 200 / 403  | 200   |
+| WS SUBSCRIBE_INBOX             | 401       | ok        | ok        | ok         | ok    |
+| WS SET_PRESENCE                | 401       | role      | ok        | role       | role  |
+| WS WATCH_CONVERSATION          | 401       | role      | role      | ok / denied| ok    |
+| WS UNWATCH_CONVERSATION        | 401       | role      | role      | ok         | ok    |
 """
 
 BODIES = {
     "POST /conversations": {"supervisorId": "S"},
     "POST /conversations/X/assign": {"agentId": "A"},
     "POST /conversations/X/close": {},
+    "POST /conversations/X/transfer": {"agentId": "A"},  # to its own agent: allowed, and changes nothing
+    "PUT /supervisors/S/routing": {"mode": "manual", "maxConcurrent": 5},  # the defaults again
+    "WS SUBSCRIBE_INBOX": {},
+    "WS SET_PRESENCE": {"status": "away"},
+    "WS WATCH_CONVERSATION": {"conversationId": "X"},
+    "WS UNWATCH_CONVERSATION": {"conversationId": "X"},
+}
+
+WS_UNAUTHORIZED = "Unauthorized or invalid token"
+
+ANSWERS = {  # the event that answers an allowed WebSocket event; None: it has no answer
+    "WS SUBSCRIBE_INBOX": "INBOX_SUBSCRIBED",
+    "WS SET_PRESENCE": None,
+    "WS WATCH_CONVERSATION": "WATCHING_CONVERSATION",
+    "WS UNWATCH_CONVERSATION": "UNWATCHED_CONVERSATION",
 }
 
 OUTCOMES = {
     "200": (200, None),
     "201": (201, None),
-    "401": (401, UNAUTHORIZED),
+    "401": (401, UNAUTHORIZED),  # over WebSocket: WS_UNAUTHORIZED
     "403": (403, FORBIDDEN),
     "403*": (403, NOT_YOUR_CONVERSATION),
     "409": (409, ACTIVE_EXISTS),
+    "ok": (200, None),
+    "role": (403, "Forbidden for this role"),
+    "denied": (403, "Not allowed to access this conversation"),
 }
 
 CALLERS = {  # (role column, relation) → World party; None: no token at all
@@ -85,7 +119,7 @@ CASES = cases(MATRIX)
 
 def test_the_matrix_covers_every_route_and_role():
     routes = {param.values[0] for param in CASES}
-    assert len(routes) == 9 and len(CASES) == 58
+    assert len(routes) == 16 and len(CASES) == 99
     callers = {param.values[1] for param in CASES}
     assert callers == {None, "C", "C2", "A", "A2", "S", "S2", "ADMIN"}
 
@@ -94,6 +128,32 @@ def test_the_matrix_covers_every_route_and_role():
 async def test_rbac(chat: Chat, world: World, route, who, outcome):
     status, error = outcome
     before = await snapshot(chat, world)
-    await attempt(chat, world, who, route, BODIES.get(route), status=status, error=error)
+    if route.startswith("WS "):
+        await emit(chat, world, who, route, status=status, error=error)
+    else:
+        await attempt(chat, world, who, route, BODIES.get(route), status=status, error=error)
     if status >= 400:
         assert await snapshot(chat, world) == before
+
+
+async def emit(chat: Chat, world: World, who: str | None, route: str, *, status: int, error: str | None) -> None:
+    """``who`` sends the row's event on a socket of its own; then an unknown event, whose answer
+    shows that nothing else (no error, no second answer) came first."""
+    event = route.removeprefix("WS ")
+    party = world.party(who)
+    ws = await chat.client.ws_connect(f"/ws?token={party['token'] if party else ''}")
+    peer = Peer(ws)
+    try:
+        if status == 401:
+            assert await peer.expect_event("ERROR") == {"message": WS_UNAUTHORIZED}
+            assert (await ws.receive()).type.name in {"CLOSE", "CLOSING", "CLOSED"} and ws.close_code == 4401
+            return
+        await peer.emit(event, {key: world.id(value) for key, value in BODIES[route].items()})
+        if status >= 400:
+            assert await peer.expect_event("ERROR") == {"message": error}
+        elif ANSWERS[route] is not None:
+            answer: dict[str, Any] = await peer.expect_event(ANSWERS[route])
+            assert answer.get("conversationId", world.X["_id"]) == world.X["_id"]
+        await peer.fails("Unknown event", "NO_SUCH_EVENT", {})
+    finally:
+        await ws.close()

@@ -1,4 +1,4 @@
-"""Agent presence (README "Presence"): offline with no socket anywhere, else the status it chose.
+"""Agent presence (README "The support desk"): offline with no socket anywhere, else the status it chose.
 
 Each process counts its own sockets per agent and holds a claim on the agent's presence document
 (``processes.<process id>`` = when the claim expires) while it has one; it renews its claims

@@ -1,4 +1,4 @@
-"""Automatic assignment (README "Routing"): a supervisor in ``auto`` mode has its waiting
+"""Automatic assignment (README "The support desk"): a supervisor in ``auto`` mode has its waiting
 conversations (open, no agent) handed out oldest first to its available agents, each up to
 ``maxConcurrent`` active conversations, the least loaded first and, on a tie, the one assigned
 least recently.

@@ -1,4 +1,4 @@
-"""The pushed inbox (README "Inbox, presence, routing"): who subscribed on this process, and what
+"""The pushed inbox (README "The support desk"): who subscribed on this process, and what
 each of them is told when a conversation it may see changes, an agent's presence changes, or a
 waiting candidate's place in the queue moves.
 
