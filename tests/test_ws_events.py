@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import json
 
+import attrs
 import pytest
 from bson import ObjectId
+
+from livechat.domain.models import ConversationStatus
+from livechat.keys import services_key
 
 from tests.conftest import Api, expect
 from tests.ws_helpers import (
@@ -415,3 +419,20 @@ async def test_sockets_leave_their_rooms_when_they_disconnect(scene):
     back = await scene.joined(scene.agent)  # and can reconnect and join again at any time
     await cand.say(scene.conv_id, "you are back")
     assert [m["content"] for m in await back.new_messages(1)] == ["you are back"]
+
+
+async def test_a_late_copy_from_the_change_feed_never_undoes_a_newer_state(scene):
+    """The feed can hand over a conversation's insert (no agent yet) after the agent was assigned
+    and joined — under load it did; that stale copy must not take the agent out of the room."""
+    fanout = scene.client.server.app[services_key].fanout
+    conversations = scene.client.server.app[services_key].store.conversations
+    agent = await scene.joined(scene.agent)
+    cand = await scene.joined(scene.candidate)
+    current = await conversations.get(ObjectId(scene.conv_id))
+    assert current.agent_id == ObjectId(scene.agent["_id"]) and current.version > 0
+    fanout.apply_remote(attrs.evolve(current, agent_id=None, status=ConversationStatus.OPEN, version=0))
+    assert room_size(scene.client, scene.conv_id) == 2
+    await agent.sent(scene.conv_id, "still here", "c1")
+    assert [m["content"] for m in await cand.new_messages(1)] == ["still here"]
+    fanout.apply_remote(attrs.evolve(current, agent_id=None, version=current.version + 1))  # a newer one does
+    await eventually(lambda: room_size(scene.client, scene.conv_id) == 1, what="the agent leaves")

@@ -82,6 +82,9 @@ class Conversation:
     # A capacity slot (0 … maxConcurrent-1) held by an automatic assignment; unique per agent among
     # active conversations (an index), so routing can never exceed an agent's capacity.
     routing_slot: int | None = None
+    # Every write adds one: a late copy from the change feed (an insert's document arriving after
+    # the assignment that followed it) never undoes a newer state.
+    version: int = 0
     # Highest seq allocated to a message of this conversation (CONTRACT.md B.1).
     last_seq: int = 0
 

@@ -25,13 +25,14 @@ from livechat.domain.ports import ConversationRepo, MessageRepo
 from livechat.errors import DomainError
 from livechat.realtime import protocol
 from livechat.realtime.hub import Connection, Hub
-from livechat.realtime.inbox import Inbox
+from livechat.realtime.inbox import LRU, Inbox
 
 log = logging.getLogger(__name__)
 
 GAP_WAIT = 0.25  # seconds a message waits for an earlier one from the feed before we read it
 RETRY_MAX = 5.0
 FILL_PAGE = 500
+VERSIONS_KEPT = 10_000  # conversations whose newest version is remembered (older copies are dropped)
 
 
 class Fanout:
@@ -41,6 +42,7 @@ class Fanout:
         self._conversations = conversations
         self.inbox = inbox
         self._settling: dict[ObjectId, asyncio.Task] = {}
+        self._versions = LRU(VERSIONS_KEPT)  # conversation id → the newest version seen
 
     # --- from this process's services -----------------------------------------------------------
 
@@ -56,10 +58,10 @@ class Fanout:
                 origin.send(protocol.error(reason, client_message_id))
             case MemberEvicted(conversation_id=room, user_id=user_id):
                 self._hub.evict(room, user_id)
-            case ConversationClosed(conversation=conv):
+            case ConversationClosed(conversation=conv) if self._newest(conv):
                 self._close(conv.id)
                 self.inbox.conversation_changed(conv)
-            case ConversationChanged(conversation=conv):
+            case ConversationChanged(conversation=conv) if self._newest(conv):
                 self._recheck(conv)
                 self.inbox.conversation_changed(conv)
             case PresenceChanged():
@@ -72,11 +74,21 @@ class Fanout:
             self._deliver(change)
             self.inbox.message_stored(change)
             return
+        if not self._newest(change):
+            return
         if change.status is ConversationStatus.CLOSED:
             self._close(change.id)
         else:
             self._recheck(change)
         self.inbox.conversation_changed(change)
+
+    def _newest(self, conv: Conversation) -> bool:
+        """Whether ``conv`` is at least as new as any copy seen before (and remember it)."""
+        known = self._versions.get(conv.id)
+        if known is not None and conv.version < known:
+            return False
+        self._versions.put(conv.id, conv.version)
+        return True
 
     def catch_up(self) -> None:
         """The feed lost its place (its history is gone): read every room's missed messages and

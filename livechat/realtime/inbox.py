@@ -32,7 +32,9 @@ CACHE_SIZE = 10_000
 QUEUE_LIMIT = 500  # positions beyond this are not announced
 
 
-class _LRU(collections.OrderedDict):
+class LRU(collections.OrderedDict):
+    """A dict that forgets its least recently written keys beyond ``size``."""
+
     def __init__(self, size: int) -> None:
         super().__init__()
         self.size = size
@@ -53,8 +55,8 @@ class Inbox:
         self._admins: set[Connection] = set()
         self._by_user: dict[ObjectId, set[Connection]] = {}
         self._shown: dict[Connection, set[ObjectId]] = {}  # agents: what each was shown (for REMOVED)
-        self._convs: _LRU = _LRU(CACHE_SIZE)
-        self._names: _LRU = _LRU(CACHE_SIZE)
+        self._convs: LRU = LRU(CACHE_SIZE)
+        self._names: LRU = LRU(CACHE_SIZE)
         # waiting candidates' sockets per supervisor → conversation → sockets, and the position told
         self._waiting: dict[ObjectId, dict[ObjectId, set[Connection]]] = {}
         self._told: dict[tuple[Connection, ObjectId], int] = {}

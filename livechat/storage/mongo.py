@@ -199,6 +199,7 @@ class MongoConversationRepo:
         return {d["_id"]: from_document(d, Conversation) for d in docs}
 
     async def _update(self, query: dict[str, Any], update: dict[str, Any]) -> Conversation | None:
+        update = {**update, "$inc": {**update.get("$inc", {}), "version": 1}}
         doc = await self._c.find_one_and_update(query, update, return_document=pymongo.ReturnDocument.AFTER)
         return from_document(doc, Conversation) if doc else None
 
