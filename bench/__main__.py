@@ -14,13 +14,15 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.desk import desk
 from bench.multiprocess import multiprocess
 from bench.procstats import CORES, machine_busy_seconds
 from bench.report import evaluate, render
 from bench.scenarios import FULL, QUICK, Bench, progress
 from bench.servers import BenchError, raise_open_files_limit, require_loopback
 
-ORDER = ("startup", "chat", "capacity", "multiprocess", "limits", "connections", "logins")
+ORDER = ("startup", "chat", "capacity", "multiprocess", "desk", "limits", "connections", "logins")
+OWN_MODULE = {"multiprocess": multiprocess, "desk": desk}  # scenarios that are not Bench methods
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,7 +60,7 @@ async def run(args: argparse.Namespace, scenarios: list[str], workdir: Path, out
         for name in scenarios:
             started = time.perf_counter()
             try:
-                result = await (multiprocess(bench) if name == "multiprocess" else getattr(bench, name)())
+                result = await (OWN_MODULE[name](bench) if name in OWN_MODULE else getattr(bench, name)())
             except (TimeoutError, BenchError, OSError) as exc:
                 progress(f"{name} failed: {exc}")
                 result = {"error": f"{type(exc).__name__}: {exc}"}

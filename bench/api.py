@@ -34,6 +34,7 @@ class Api:
         self.session = session
         self.base = base
         self.tag = secrets.token_hex(4)  # unique emails, so a --base server can be reused
+        self.supervisor: tuple[str, str] | None = None  # (id, token) of the supervisor rooms() made
 
     async def call(self, method: str, path: str, body: dict | None = None, token: str | None = None) -> Any:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -66,7 +67,7 @@ class Api:
     async def rooms(self, count: int, concurrency: int = 16) -> list[Room]:
         """``count`` conversations, each with its own candidate, assigned to agents of one supervisor
         (``AGENT_CONVERSATIONS`` per agent)."""
-        sup_id, sup_token = await self.user("sup", "supervisor")
+        sup_id, sup_token = self.supervisor = await self.user("sup", "supervisor")
         agents = await bounded(concurrency, (self.user(f"agent{i}", "agent", sup_id)
                                              for i in range(-(-count // AGENT_CONVERSATIONS))))
 

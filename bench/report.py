@@ -34,7 +34,7 @@ def _knees(results: dict, key: str) -> dict[int, dict]:
 
 
 def evaluate(results: dict) -> list[Target]:
-    targets = [t for t in (_multiprocess_target(results),) if t is not None]
+    targets = [t for t in (_multiprocess_target(results), _desk_target(results)) if t is not None]
 
     # 1. integrity, at every point the livechat server was driven
     fleets = []
@@ -143,8 +143,41 @@ def _multiprocess_target(results: dict) -> Target | None:
                   f"{'clean' if clean else 'integrity errors'}")
 
 
+DESK_WINDOWS = (("alone", "chat alone"), ("desk", "with the desk online"), ("alone_again", "chat alone again"))
+
+
+def _desk_rows(results: dict) -> list[tuple[str, str, str, str]]:
+    d = results.get("desk")
+    if not d or "windows" not in d:
+        return []
+    rows = [("desk", f"N={d['conversations']}, {d['rate']:g} msgs/s; {d['agents_online']:,} agents online in "
+                     f"{d['teams']} teams, {d['toggles']:,} presence changes",
+             ", ".join(f"{k} {v:,}" for k, v in sorted(d["desk_frames"].items())), "")]
+    for key, label in DESK_WINDOWS:
+        w = d["windows"][key]
+        cpu = " ".join(f"{k} {v:.1f}s" for k, v in (w.get("cpu_s") or {}).items() if v is not None)
+        rows.append(("", f"{label}: latency p50/p95/p99/max", f"{_lat(w['latency_ms'])}; lost {w['lost']}", cpu))
+    return rows
+
+
+def _desk_target(results: dict) -> Target | None:
+    d = results.get("desk")
+    if not d or "windows" not in d:
+        return None
+    p99 = {key: d["windows"][key]["latency_ms"]["p99"] for key, _ in DESK_WINDOWS}
+    if None in p99.values():
+        return Target("the desk online moves chat p99 by ≤ 10% (1,000 agents)", "FAIL", f"no p99: {p99}")
+    alone = (p99["alone"] + p99["alone_again"]) / 2
+    change = (p99["desk"] - alone) / alone * 100
+    clean = all(d["integrity"][k] == 0 for k in ("lost", "duplicated", "out_of_order"))
+    return Target(f"the desk online moves chat p99 by ≤ 10% ({d['agents_online']:,} agents)",
+                  "PASS" if change <= 10 and clean else "FAIL",
+                  f"p99 {p99['desk']:.1f} ms with the desk vs {alone:.1f} ms alone (mean of {p99['alone']:.1f} "
+                  f"and {p99['alone_again']:.1f}): {change:+.0f}%; {'clean' if clean else 'integrity errors'}")
+
+
 def _rows(results: dict) -> list[tuple[str, str, str, str]]:
-    rows: list[tuple[str, str, str, str]] = _multiprocess_rows(results)
+    rows: list[tuple[str, str, str, str]] = _multiprocess_rows(results) + _desk_rows(results)
     chat = results.get("chat")
     if chat and "sent" in chat:
         rows += [
