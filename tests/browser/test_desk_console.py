@@ -235,3 +235,19 @@ def test_an_admin_picks_a_team_sees_its_presence_and_sets_its_routing(open_conso
     routing = server.call("GET", f"/supervisors/{sup['_id']}/routing", sup["token"])
     assert (routing["mode"], routing["maxConcurrent"]) == ("auto", 3)
     admin.screenshot("admin-team")
+
+
+def test_without_the_socket_the_lists_fall_back_to_polling(open_console, server):
+    sup, [agent] = team(server)
+    cand = server.user("candidate", name=f"Poll Candidate {uid()}")
+    conv_id = server.call("POST", "/conversations", cand["token"], {"supervisorId": sup["_id"]}, status=201)["_id"]
+    desk = open_console()
+    # Every WebSocket of this page is refused (a proxy that does not pass them, say).
+    desk.page.route_web_socket(re.compile(r"/ws\?"), lambda ws: ws.close())
+    desk.login(agent["email"], role="agent")
+    expect(desk.page.locator("#inbox-connection")).to_have_text("polling")
+    expect(desk.page.locator("#my-presence")).to_have_text("offline")
+    expect(desk.page.locator("#presence-toggle")).to_be_disabled()
+    server.call("POST", f"/conversations/{conv_id}/assign", sup["token"], {"agentId": agent["_id"]})
+    expect(desk.page.locator(f"#agent-list li[data-id='{conv_id}'] .conv-title")).to_have_text(cand["name"])
+    assert [u for u in desk.urls if REST_LIST.search(u)], "the list came from GET /conversations"
