@@ -12,9 +12,17 @@ const state = {
   token: sessionStorage.getItem(TOKEN_KEY),
   user: null,
   chat: null,
-  stopViewPoll: null,
-  supervisors: new Map(), // _id -> name (candidate view)
-  agents: new Map(), // _id -> name (supervisor view)
+  desk: null, // the inbox socket (Desk)
+  stopFallback: null, // the REST poll that runs only while the desk socket is down
+  inbox: new Map(), // conversationId -> list item, as pushed
+  queue: new Map(), // conversationId -> place in the queue (candidate)
+  supervisors: new Map(), // _id -> name (candidate and admin views)
+  team: {supervisorId: null, agents: []}, // the roster on screen (supervisor: own; admin: chosen)
+  presence: new Map(), // agentId -> available | away | offline
+  presenceHeard: new Set(), // agents whose presence came as an event since subscribing
+  myPresence: 'available', // agent: what this page last asked for
+  teamReloadTimer: null,
+  analyticsTimer: null,
   assignChoice: new Map(), // conversationId -> agentId picked in the supervisor list
   autoOpened: false,
 };
@@ -158,17 +166,25 @@ async function signIn(token, user) {
 
 function signOut(message) {
   closeChat();
-  state.stopViewPoll?.();
-  state.stopViewPoll = null;
+  stopRoleView();
+  clearTimeout(state.analyticsTimer);
+  state.inbox = new Map();
+  state.queue = new Map();
+  state.presence = new Map();
+  state.presenceHeard = new Set();
+  state.team = {supervisorId: null, agents: []};
   state.token = null;
   state.user = null;
   sessionStorage.removeItem(TOKEN_KEY);
-  for (const id of ['#candidate-view', '#supervisor-view', '#agent-view', '#admin-view']) $(id).hidden = true;
+  for (const id of ['#candidate-view', '#supervisor-view', '#agent-view', '#admin-view', '#team-view']) {
+    $(id).hidden = true;
+  }
   for (const id of ['#candidate-list', '#supervisor-list', '#agent-list', '#admin-list', '#agent-roster']) {
     $(id).replaceChildren();
     delete $(id).dataset.signature;
   }
   $('#analytics tbody').replaceChildren();
+  delete $('#analytics tbody').dataset.signature;
   $('#workspace').hidden = true;
   $('#whoami').hidden = true;
   $('#auth-view').hidden = false;
@@ -222,21 +238,242 @@ function setupAuthForms() {
   $('#notice-dismiss').addEventListener('click', clearNotice);
 }
 
+// ---------------------------------------------------------------- the pushed inbox
+
+/**
+ * The desk socket: one WebSocket per signed-in tab that subscribes to the inbox (CONTRACT.md C.2)
+ * and hears presence (C.3) and queue positions (C.4). Lists render from ``state.inbox``, which this
+ * socket keeps current; only while it is down do the lists fall back to re-reading REST.
+ */
+class Desk {
+  constructor() {
+    this.ws = null;
+    this.live = false; // subscribed: the inbox on screen is current
+    this.attempt = 0;
+    this.retryTimer = null;
+    this.stopped = false;
+    this.onOnline = () => {
+      if (this.retryTimer !== null) this.connect();
+    };
+  }
+
+  start() {
+    window.addEventListener('online', this.onOnline);
+    this.connect();
+  }
+
+  stop() {
+    this.stopped = true;
+    this.live = false;
+    clearTimeout(this.retryTimer);
+    window.removeEventListener('online', this.onOnline);
+    const ws = this.ws;
+    this.ws = null;
+    ws?.close(1000, 'bye');
+  }
+
+  connect() {
+    if (this.stopped) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    setDeskState('connecting', 'connecting…');
+    const ws = openSocket();
+    this.ws = ws;
+    ws.addEventListener('open', () => {
+      if (ws === this.ws) ws.send(JSON.stringify({event: 'SUBSCRIBE_INBOX', data: {}}));
+    });
+    ws.addEventListener('message', (ev) => {
+      if (ws === this.ws) this.onFrame(ev.data);
+    });
+    ws.addEventListener('close', (ev) => {
+      if (ws === this.ws) this.onClose(ev);
+    });
+  }
+
+  onClose(ev) {
+    this.ws = null;
+    this.live = false;
+    if (this.stopped) return;
+    if (ev.code === 4401) {
+      signOut('Your session has ended, please log in again.');
+      return;
+    }
+    const delay = backoffDelay(this.attempt);
+    this.attempt += 1;
+    setDeskState('reconnecting', 'polling');
+    syncPresenceToggle();
+    this.retryTimer = setTimeout(() => this.connect(), delay);
+  }
+
+  /** False when not connected: the caller tells the user. */
+  send(event, data) {
+    if (!this.live || this.ws?.readyState !== WebSocket.OPEN) return false;
+    this.ws.send(JSON.stringify({event, data}));
+    return true;
+  }
+
+  onFrame(text) {
+    const frame = parseFrame(text);
+    if (!frame) return;
+    const data = frame.data ?? {};
+    switch (frame.event) {
+      case 'INBOX_SUBSCRIBED':
+        this.live = true;
+        this.attempt = 0;
+        setDeskState('live', 'live');
+        subscribed(data.conversations ?? []);
+        break;
+      case 'CONVERSATION_UPDATED':
+        conversationUpdated(data.conversation);
+        break;
+      case 'CONVERSATION_REMOVED':
+        conversationRemoved(data.conversationId);
+        break;
+      case 'PRESENCE':
+        presenceChanged(data);
+        break;
+      case 'QUEUE_POSITION':
+        queuePosition(data);
+        break;
+      case 'ERROR':
+        notify(typeof data.message === 'string' ? data.message : 'Unknown error');
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+function openSocket() {
+  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  // The WebSocket API cannot send headers: the token goes in this one URL (the server never logs it).
+  return new WebSocket(`${scheme}//${location.host}/ws?token=${encodeURIComponent(state.token)}`);
+}
+
+function parseFrame(text) {
+  try {
+    const frame = JSON.parse(text);
+    return frame && typeof frame.event === 'string' ? frame : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Jittered exponential backoff: half the step fixed, half random, so clients do not stampede. */
+function backoffDelay(attempt) {
+  const step = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** attempt);
+  return Math.round(step / 2 + Math.random() * (step / 2));
+}
+
+function setDeskState(name, text) {
+  const el = $('#inbox-connection');
+  el.dataset.state = name;
+  el.textContent = text;
+}
+
+/** The first page after (re)subscribing replaces the list: whatever happened while away is in it. */
+function subscribed(conversations) {
+  replaceInbox(conversations);
+  if (state.user.role === 'agent' && state.myPresence === 'away') {
+    // A reconnect may have made us a first socket again, which starts available: keep our choice.
+    state.desk.send('SET_PRESENCE', {status: 'away'});
+  }
+  syncPresenceToggle();
+  if (['supervisor', 'admin'].includes(state.user.role)) {
+    state.presenceHeard.clear(); // presence events were missed while down: the roster re-reads it
+    loadTeam().catch(report);
+  }
+}
+
+function replaceInbox(conversations) {
+  const before = state.inbox;
+  state.inbox = new Map(conversations.map((c) => [c._id, {...before.get(c._id), ...c}]));
+  inboxChanged();
+  for (const c of conversations) state.chat?.inboxItem(c);
+  autoOpenActiveConversation();
+}
+
+function conversationUpdated(item) {
+  if (!item?._id) return;
+  const before = state.inbox.get(item._id);
+  // Updates without a message carry no lastMessage: keep the one already shown.
+  state.inbox.set(item._id, {...before, ...item});
+  if (!before || before.agentId !== item.agentId || before.status !== item.status) teamLoadChanged();
+  if (item.agentId || item.status !== 'open') state.queue.delete(item._id);
+  inboxChanged();
+  state.chat?.inboxItem(item);
+}
+
+function conversationRemoved(conversationId) {
+  state.inbox.delete(conversationId);
+  state.queue.delete(conversationId);
+  inboxChanged();
+  // No longer ours (reassigned or transferred away): REST says what we may still do with it —
+  // unless we are the ones handing it over, and know.
+  if (state.chat?.id === conversationId && !state.chat.handingOver) state.chat.refresh().catch(report);
+}
+
+/** While the desk socket is down, the lists are re-read every POLL_MS; while it is live, never. */
+function pollWhileDeskIsDown() {
+  return every(POLL_MS, async () => {
+    if (!state.desk || state.desk.live) return;
+    replaceInbox(await api('GET', '/conversations'));
+    if (['supervisor', 'admin'].includes(state.user.role)) await loadTeam(); // presence is not pushed now
+    if (state.chat && !state.chat.stopped) await state.chat.refresh();
+  }, {later: true});
+}
+
+function autoOpenActiveConversation() {
+  if (state.user.role !== 'candidate' || state.chat || state.autoOpened) return;
+  const active = [...state.inbox.values()].find((c) => ACTIVE.has(c.status));
+  if (active) {
+    state.autoOpened = true;
+    openChat(active._id);
+  }
+}
+
+/** Newest first, as GET /conversations pages them; the role's status filter applied. */
+function inboxItems(select) {
+  const wanted = select?.value;
+  return [...state.inbox.values()]
+    .filter((c) => !wanted || c.status === wanted)
+    .sort((a, b) => (b.createdAt ?? '').localeCompare(a.createdAt ?? '') || b._id.localeCompare(a._id));
+}
+
+function inboxChanged() {
+  const render = {candidate: renderCandidateList, supervisor: renderSupervisorList, agent: renderAgentList,
+    admin: renderAdminList}[state.user?.role];
+  render?.();
+}
+
 // ---------------------------------------------------------------- role views
 
 function showRoleView(role) {
-  state.stopViewPoll?.();
+  stopRoleView();
   const views = {candidate: candidateView, supervisor: supervisorView, agent: agentView, admin: adminView};
   for (const name of Object.keys(views)) $(`#${name}-view`).hidden = name !== role;
+  $('#team-view').hidden = !['supervisor', 'admin'].includes(role);
   const view = views[role];
   if (!view) {
     notify(`Unknown role: ${role}`);
     return;
   }
-  state.stopViewPoll = view();
+  view();
+  state.desk = new Desk();
+  state.desk.start();
+  state.stopFallback = pollWhileDeskIsDown();
 }
 
-/** Re-render a list only when its data changed, so open selects and focus survive the polls. */
+function stopRoleView() {
+  state.desk?.stop();
+  state.desk = null;
+  state.stopFallback?.();
+  state.stopFallback = null;
+  clearTimeout(state.teamReloadTimer);
+  setDeskState('idle', 'idle');
+}
+
+/** Re-render a list only when its data changed, so open selects and focus survive updates. */
 function renderList(ul, items, signature, renderItem, emptyText) {
   if (ul.dataset.signature === signature) return;
   ul.dataset.signature = signature;
@@ -255,8 +492,21 @@ function statusBadge(status) {
   return h('span', {class: 'status', dataset: {status}}, status);
 }
 
-function conversationQuery(select) {
-  return select.value ? `/conversations?status=${encodeURIComponent(select.value)}` : '/conversations';
+const candidateLabel = (c) => c.candidateName ?? `Candidate ${shortId(c.candidateId)}`;
+const agentLabel = (c) => (c.agentId ? (c.agentName ?? shortId(c.agentId)) : 'none');
+
+/** The last line, shortened: what a list shows of the conversation's text. */
+function lastLine(c) {
+  const text = c.lastMessage?.content;
+  if (!text) return null;
+  return h('span', {class: 'last-line muted small'}, `${roleLabel(c.lastMessage.senderRole)}: ${text}`);
+}
+
+/** Watch live while it is active; once closed, read the transcript. */
+function watchButton(c) {
+  const closed = c.status === 'closed';
+  return h('button', {type: 'button', class: 'secondary view', onclick: () => openChat(c._id)},
+    closed ? 'Transcript' : 'Watch');
 }
 
 function candidateView() {
@@ -266,24 +516,21 @@ function candidateView() {
     select.replaceChildren(...(sups.length
       ? sups.map((s) => h('option', {value: s._id}, s.name))
       : [h('option', {value: ''}, 'No supervisor yet')]));
-    delete $('#candidate-list').dataset.signature;
+    renderCandidateList();
   }).catch(report);
+}
 
-  return every(POLL_MS, async () => {
-    const convs = await api('GET', '/conversations');
-    renderList($('#candidate-list'), convs, JSON.stringify([convs, [...state.supervisors]]), (c) =>
-      h('li', {dataset: {id: c._id, status: c.status}},
-        h('span', {class: 'conv-title'}, `With ${state.supervisors.get(c.supervisorId) ?? shortId(c.supervisorId)}`),
-        statusBadge(c.status),
-        h('span', {class: 'muted small'}, fmtTime(c.createdAt)),
-        h('button', {type: 'button', class: 'secondary', onclick: () => openChat(c._id)}, 'Open')),
-    'No conversation yet.');
-    const active = convs.find((c) => ACTIVE.has(c.status));
-    if (active && !state.chat && !state.autoOpened) {
-      state.autoOpened = true;
-      openChat(active._id);
-    }
-  });
+function renderCandidateList() {
+  const convs = inboxItems(null);
+  renderList($('#candidate-list'), convs, JSON.stringify([convs, [...state.supervisors], [...state.queue]]), (c) =>
+    h('li', {dataset: {id: c._id, status: c.status}},
+      h('span', {class: 'conv-title'}, `With ${state.supervisors.get(c.supervisorId) ?? shortId(c.supervisorId)}`),
+      statusBadge(c.status),
+      c.agentId ? h('span', {class: 'small'}, `Agent: ${agentLabel(c)}`) : null,
+      state.queue.has(c._id) ? h('span', {class: 'small queue-inline'}, `Queue: #${state.queue.get(c._id)}`) : null,
+      h('span', {class: 'muted small'}, fmtTime(c.createdAt)),
+      h('button', {type: 'button', class: 'secondary', onclick: () => openChat(c._id)}, 'Open')),
+  'No conversation yet.');
 }
 
 async function startConversation(ev) {
@@ -297,8 +544,8 @@ async function startConversation(ev) {
     clearNotice();
     const conv = await api('POST', '/conversations', {supervisorId});
     state.autoOpened = true;
+    conversationUpdated(conv); // the inbox pushes it too (with names); show it without waiting
     await openChat(conv._id);
-    await refreshView();
   } catch (err) {
     report(err);
   }
@@ -306,17 +553,19 @@ async function startConversation(ev) {
 
 function supervisorView() {
   $('#supervisor-own-id').textContent = state.user._id;
-  const list = $('#supervisor-list');
-  return every(POLL_MS, async () => {
-    const [agents, convs] = await Promise.all([
-      api('GET', '/agents'), api('GET', conversationQuery($('#supervisor-status')))]);
-    state.agents = new Map(agents.map((a) => [a._id, a.name]));
-    renderList($('#agent-roster'), agents, JSON.stringify(agents), (a) =>
-      h('li', {}, h('strong', {}, a.name), ' ', h('span', {class: 'muted small'}, `${a.email} · ID ${a._id}`)),
-    'No agent yet: add one below, or share your supervisor ID.');
-    renderList(list, convs, JSON.stringify([convs, agents]), (c) => supervisorItem(c, agents),
-      'No conversation with this status.');
-  });
+  $('#team-title').textContent = 'Your team';
+  $('#team-picker-row').hidden = true;
+  $('#add-agent-details').hidden = false;
+  state.team.supervisorId = state.user._id;
+  loadTeam().catch(report);
+  loadRouting().catch(report);
+}
+
+function renderSupervisorList() {
+  const convs = inboxItems($('#supervisor-status'));
+  const agents = state.team.agents;
+  renderList($('#supervisor-list'), convs, JSON.stringify([convs, agents.map((a) => [a._id, a.name])]),
+    (c) => supervisorItem(c, agents), 'No conversation with this status.');
 }
 
 function supervisorItem(c, agents) {
@@ -336,18 +585,14 @@ function supervisorItem(c, agents) {
   if (c.status === 'open') {
     actions.push(h('button', {type: 'button', class: 'danger close', onclick: () => closeOverHttp(c._id)}, 'Close'));
   }
-  actions.push(h('button', {type: 'button', class: 'secondary view', onclick: () => openChat(c._id)}, 'View'));
+  actions.push(watchButton(c));
   return h('li', {dataset: {id: c._id, status: c.status}},
-    h('span', {class: 'conv-title'}, `Candidate ${shortId(c.candidateId)}`),
+    h('span', {class: 'conv-title'}, candidateLabel(c)),
     statusBadge(c.status),
-    h('span', {class: 'small'}, `Agent: ${c.agentId ? (state.agents.get(c.agentId) ?? shortId(c.agentId)) : 'none'}`),
+    h('span', {class: 'small agent-name'}, `Agent: ${agentLabel(c)}`),
     h('span', {class: 'muted small'}, fmtTime(c.createdAt)),
+    lastLine(c),
     h('span', {class: 'actions'}, actions));
-}
-
-async function refreshView() {
-  for (const ul of document.querySelectorAll('.conv-list')) delete ul.dataset.signature;
-  if (state.user) showRoleView(state.user.role);
 }
 
 async function assign(conversationId, agentId) {
@@ -358,8 +603,7 @@ async function assign(conversationId, agentId) {
   try {
     await api('POST', `/conversations/${conversationId}/assign`, {agentId});
     state.assignChoice.delete(conversationId);
-    notify(`Assigned to ${state.agents.get(agentId) ?? agentId}.`, 'info');
-    await refreshView();
+    notify(`Assigned to ${agentName(agentId)}.`, 'info');
   } catch (err) {
     report(err);
   }
@@ -369,48 +613,88 @@ async function closeOverHttp(conversationId) {
   try {
     await api('POST', `/conversations/${conversationId}/close`, {});
     notify('Conversation closed.', 'info');
-    await refreshView();
-    if (state.chat?.id === conversationId) state.chat.refresh();
+    if (state.chat?.id === conversationId) await state.chat.refresh();
   } catch (err) {
     report(err);
   }
 }
 
 function agentView() {
-  return every(POLL_MS, async () => {
-    const convs = await api('GET', conversationQuery($('#agent-status')));
-    renderList($('#agent-list'), convs, JSON.stringify(convs), (c) =>
-      h('li', {dataset: {id: c._id, status: c.status}},
-        h('span', {class: 'conv-title'}, `Candidate ${shortId(c.candidateId)}`),
-        statusBadge(c.status),
-        h('span', {class: 'muted small'}, fmtTime(c.createdAt)),
-        h('button', {type: 'button', class: 'join', onclick: () => openChat(c._id)},
-          c.status === 'closed' ? 'View' : 'Join')),
-    'Nothing assigned to you.');
-  });
+  $('#agent-own-id').textContent = state.user._id;
+  state.myPresence = 'available'; // a first socket starts available (C.3)
+  syncPresenceToggle();
+}
+
+function renderAgentList() {
+  const convs = inboxItems($('#agent-status'));
+  renderList($('#agent-list'), convs, JSON.stringify(convs), (c) =>
+    h('li', {dataset: {id: c._id, status: c.status}},
+      h('span', {class: 'conv-title'}, candidateLabel(c)),
+      statusBadge(c.status),
+      h('span', {class: 'muted small'}, fmtTime(c.createdAt)),
+      lastLine(c),
+      h('button', {type: 'button', class: 'join', onclick: () => openChat(c._id)},
+        c.status === 'closed' ? 'View' : 'Join')),
+  'Nothing assigned to you.');
 }
 
 function adminView() {
-  return every(POLL_MS, async () => {
-    const [stats, convs] = await Promise.all([
-      api('GET', '/admin/analytics'), api('GET', conversationQuery($('#admin-status')))]);
-    const body = $('#analytics tbody');
-    const signature = JSON.stringify(stats);
-    if (body.dataset.signature !== signature) {
-      body.dataset.signature = signature;
-      body.replaceChildren(...(stats.length ? stats.map((s) => h('tr', {dataset: {supervisorId: s.supervisorId}},
-        h('th', {scope: 'row'}, s.supervisorName), h('td', {}, s.agents), h('td', {}, s.conversationsHandled)))
-        : [h('tr', {}, h('td', {colspan: 3, class: 'muted'}, 'No supervisor yet.'))]));
-    }
-    renderList($('#admin-list'), convs, JSON.stringify(convs), (c) =>
-      h('li', {dataset: {id: c._id, status: c.status}},
-        h('span', {class: 'conv-title'}, `Conversation ${shortId(c._id)}`),
-        statusBadge(c.status),
-        h('span', {class: 'small'}, `Agent: ${shortId(c.agentId)}`),
-        h('span', {class: 'muted small'}, fmtTime(c.createdAt)),
-        h('button', {type: 'button', class: 'secondary view', onclick: () => openChat(c._id)}, 'Transcript')),
-    'No conversation with this status.');
-  });
+  $('#team-title').textContent = 'Teams';
+  $('#team-picker-row').hidden = false;
+  $('#add-agent-details').hidden = true; // the admin creates accounts with the form above
+  loadAnalytics().catch(report);
+  loadSupervisorsForAdmin().catch(report);
+}
+
+function renderAdminList() {
+  const convs = inboxItems($('#admin-status'));
+  renderList($('#admin-list'), convs, JSON.stringify([convs, [...state.supervisors]]), (c) =>
+    h('li', {dataset: {id: c._id, status: c.status}},
+      h('span', {class: 'conv-title'}, candidateLabel(c)),
+      statusBadge(c.status),
+      h('span', {class: 'small agent-name'}, `Agent: ${agentLabel(c)}`),
+      h('span', {class: 'small'}, `Team: ${state.supervisors.get(c.supervisorId) ?? shortId(c.supervisorId)}`),
+      h('span', {class: 'muted small'}, fmtTime(c.createdAt)),
+      lastLine(c),
+      watchButton(c)),
+  'No conversation with this status.');
+  scheduleAnalytics(); // closes and new teams change the figures: re-read them (not pushed)
+}
+
+async function loadAnalytics() {
+  const stats = await api('GET', '/admin/analytics');
+  const body = $('#analytics tbody');
+  const signature = JSON.stringify(stats);
+  if (body.dataset.signature === signature) return;
+  body.dataset.signature = signature;
+  body.replaceChildren(...(stats.length ? stats.map((s) => h('tr', {dataset: {supervisorId: s.supervisorId}},
+    h('th', {scope: 'row'}, s.supervisorName), h('td', {}, s.agents), h('td', {}, s.conversationsHandled)))
+    : [h('tr', {}, h('td', {colspan: 3, class: 'muted'}, 'No supervisor yet.'))]));
+}
+
+function scheduleAnalytics() {
+  clearTimeout(state.analyticsTimer);
+  state.analyticsTimer = setTimeout(() => loadAnalytics().catch(report), TEAM_RELOAD_MS);
+}
+
+async function loadSupervisorsForAdmin() {
+  const sups = await api('GET', '/supervisors');
+  state.supervisors = new Map(sups.map((s) => [s._id, s.name]));
+  const select = $('#team-supervisor');
+  const keep = select.value;
+  select.replaceChildren(...(sups.length
+    ? sups.map((s) => h('option', {value: s._id}, s.name))
+    : [h('option', {value: ''}, 'No supervisor yet')]));
+  if (keep && state.supervisors.has(keep)) select.value = keep;
+  await chooseTeam(select.value || null);
+  renderAdminList();
+}
+
+async function chooseTeam(supervisorId) {
+  state.team = {supervisorId, agents: []};
+  renderRoster();
+  if (!supervisorId) return;
+  await Promise.all([loadTeam(), loadRouting()]);
 }
 
 async function createAccount(ev, role) {
@@ -422,10 +706,136 @@ async function createAccount(ev, role) {
     const user = await api('POST', '/auth/signup', data);
     notify(`Created ${user.role} ${user.name} (ID ${user._id}).`, 'info');
     ev.target.reset();
-    await refreshView();
+    if (state.user.role === 'admin') {
+      await Promise.all([loadAnalytics(), loadSupervisorsForAdmin()]);
+    } else {
+      await loadTeam();
+    }
   } catch (err) {
     report(err);
   }
+}
+
+// ---------------------------------------------------------------- the team: agents, presence, routing
+
+const PRESENCE_LABELS = {available: 'available', away: 'away', offline: 'offline'};
+const TEAM_RELOAD_MS = 300;
+
+const agentName = (id) => state.team.agents.find((a) => a._id === id)?.name ?? shortId(id);
+
+/** GET /agents (the inbox does not carry the roster); an admin's list narrowed to the chosen team. */
+async function loadTeam() {
+  const supervisorId = state.team.supervisorId;
+  if (!supervisorId) return;
+  const agents = (await api('GET', '/agents')).filter((a) => a.supervisorId === supervisorId);
+  if (state.team.supervisorId !== supervisorId) return; // another team was picked meanwhile
+  state.team.agents = agents;
+  for (const a of agents) {
+    // A PRESENCE event heard since subscribing is newer than this read: it wins.
+    if (!state.presenceHeard.has(a._id)) state.presence.set(a._id, a.presence);
+  }
+  renderRoster();
+  inboxChanged(); // the supervisor's assign menus list the team
+}
+
+/** Active counts change with assignments; re-read them shortly after (several updates, one read). */
+function teamLoadChanged() {
+  if (!['supervisor', 'admin'].includes(state.user?.role)) return;
+  clearTimeout(state.teamReloadTimer);
+  state.teamReloadTimer = setTimeout(() => loadTeam().catch(report), TEAM_RELOAD_MS);
+}
+
+function presenceChanged({userId, status}) {
+  if (!userId || !PRESENCE_LABELS[status]) return;
+  state.presence.set(userId, status);
+  state.presenceHeard.add(userId);
+  renderRoster();
+  if (state.chat?.watcher) syncTransferForm(state.chat);
+}
+
+function presenceDot(status) {
+  const label = PRESENCE_LABELS[status] ?? 'offline';
+  return h('span', {class: 'presence', dataset: {presence: label}},
+    h('span', {class: 'dot', 'aria-hidden': 'true'}), h('span', {class: 'presence-text small'}, label));
+}
+
+function renderRoster() {
+  const agents = state.team.agents.map((a) => ({...a, presence: state.presence.get(a._id) ?? a.presence}));
+  const empty = state.user?.role === 'admin' ? 'No agent in this team.'
+    : 'No agent yet: add one below, or share your supervisor ID.';
+  renderList($('#agent-roster'), agents, JSON.stringify(agents), (a) =>
+    h('li', {dataset: {agentId: a._id, presence: a.presence}},
+      presenceDot(a.presence), ' ', h('strong', {}, a.name), ' ',
+      h('span', {class: 'small'}, `${a.activeConversations} active`), ' ',
+      h('span', {class: 'muted small'}, `${a.email} · ID ${a._id}`)),
+  empty);
+}
+
+async function loadRouting() {
+  const supervisorId = state.team.supervisorId;
+  if (!supervisorId) return;
+  showRouting(await api('GET', `/supervisors/${encodeURIComponent(supervisorId)}/routing`));
+}
+
+function showRouting(routing) {
+  $('#routing-mode').value = routing.mode;
+  $('#routing-max').value = String(routing.maxConcurrent);
+  $('#routing-state').textContent = routing.mode === 'auto'
+    ? `Now: auto, at most ${routing.maxConcurrent} active per agent.`
+    : 'Now: manual.';
+}
+
+async function saveRouting(ev) {
+  ev.preventDefault();
+  const supervisorId = state.team.supervisorId;
+  if (!supervisorId) {
+    notify('Pick a team first.');
+    return;
+  }
+  const {mode, maxConcurrent} = formData(ev.target);
+  // Sent as typed (a number when it is one): the server's rules (1–50, whole) are the ones shown.
+  const body = {mode, maxConcurrent: maxConcurrent === '' ? null : Number(maxConcurrent)};
+  try {
+    const routing = await api('PUT', `/supervisors/${encodeURIComponent(supervisorId)}/routing`, body);
+    showRouting(routing);
+    notify(`Routing saved: ${routing.mode}.`, 'info');
+  } catch (err) {
+    report(err);
+  }
+}
+
+/** The agent's own availability: the server does not echo it, so the page shows what it asked. */
+function togglePresence() {
+  const next = state.myPresence === 'away' ? 'available' : 'away';
+  if (!state.desk?.send('SET_PRESENCE', {status: next})) {
+    notify('Not connected: try again when the connection is back.');
+    return;
+  }
+  state.myPresence = next;
+  syncPresenceToggle();
+}
+
+function syncPresenceToggle() {
+  if (state.user?.role !== 'agent') return;
+  const live = Boolean(state.desk?.live);
+  const shown = live ? state.myPresence : 'offline';
+  const label = $('#my-presence');
+  label.textContent = shown;
+  label.dataset.presence = shown;
+  const button = $('#presence-toggle');
+  button.disabled = !live;
+  button.textContent = state.myPresence === 'away' ? 'Set available' : 'Set away';
+  button.setAttribute('aria-pressed', String(state.myPresence === 'away'));
+}
+
+/** Candidates waiting in an auto team's queue hear their place (1 = next). */
+function queuePosition({conversationId, position}) {
+  if (!conversationId || !Number.isInteger(position)) return;
+  const item = state.inbox.get(conversationId);
+  if (item && (item.agentId || item.status !== 'open')) return; // already taken: a late count
+  state.queue.set(conversationId, position);
+  inboxChanged();
+  if (state.chat?.id === conversationId) state.chat.showQueue();
 }
 
 // ---------------------------------------------------------------- the conversation view
@@ -433,12 +843,16 @@ async function createAccount(ev, role) {
 /**
  * One conversation on screen. Live (candidate, agent): a WebSocket that joins with the highest
  * contiguous ``seq`` seen, so a reconnect replays exactly what was missed; lines are keyed by
- * ``seq`` so nothing shows twice. Read-only (supervisor, admin, or closed): the HTTP transcript.
+ * ``seq`` so nothing shows twice. Watched (supervisor, admin): the same socket and resume, with
+ * WATCH_CONVERSATION instead of JOIN, read-only. Closed: the HTTP transcript.
+ * Status and names follow the pushed inbox; REST is re-read only while the desk socket is down.
  */
 class Chat {
   constructor(id) {
     this.id = id;
-    this.live = ['candidate', 'agent'].includes(state.user.role);
+    this.live = ['candidate', 'agent'].includes(state.user.role); // may write
+    this.watcher = ['supervisor', 'admin'].includes(state.user.role);
+    this.conv = null; // the latest list item (names, agent, supervisor)
     this.list = $('#messages');
     this.bySeq = new Map(); // seq -> <li>
     this.pending = new Map(); // clientMessageId -> {li, content}, in send order
@@ -451,7 +865,8 @@ class Chat {
     this.retryTimer = null;
     this.stopped = false;
     this.fatal = false;
-    this.stopPoll = null;
+    this.teamAgents = null; // watchers: the agents a transfer may go to
+    this.handingOver = false; // our own transfer is in flight: its CONVERSATION_REMOVED is expected
     this.onOnline = () => {
       if (this.retryTimer !== null) this.connect();
     };
@@ -461,9 +876,13 @@ class Chat {
     this.list.replaceChildren();
     $('#chat-id').textContent = this.id;
     $('#chat-title').textContent = this.live ? 'Chat' : 'Transcript';
-    $('#chat-connection-wrap').hidden = !this.live;
+    $('#chat-connection-wrap').hidden = true;
+    $('#chat-people').textContent = '';
+    $('#chat-queue').hidden = true;
+    $('#chat-watch-note').hidden = true;
     $('#composer').hidden = true;
     $('#chat-close').hidden = true;
+    $('#transfer-form').hidden = true;
     this.setConnection('idle', 'not connected');
     this.renderStatus('…');
     this.updateEmpty();
@@ -479,22 +898,53 @@ class Chat {
     }
     if (this.stopped) return;
     for (const m of conv.messages) this.addMessage(m);
-    this.setStatus(conv.status);
+    this.inboxItem(conv);
     if (this.status !== 'closed') {
-      this.stopPoll = every(POLL_MS, () => this.refresh(), {later: true});
-      if (this.live) {
-        window.addEventListener('online', this.onOnline);
-        this.connect();
+      if (this.watcher) {
+        $('#chat-title').textContent = 'Watching';
+        $('#chat-watch-note').hidden = false;
       }
+      $('#chat-connection-wrap').hidden = false;
+      window.addEventListener('online', this.onOnline);
+      this.connect();
+      loadTransferChoices(this).catch(report);
     }
   }
 
-  /** The poll: status changes (open → assigned → closed); the transcript too when read-only. */
+  get socketed() {
+    return this.live || this.watcher;
+  }
+
+  /** The conversation as the inbox (or REST) last described it: status, people, queue. */
+  inboxItem(item) {
+    if (item._id !== this.id || this.stopped) return;
+    this.conv = {...this.conv, ...item};
+    const people = [`Candidate: ${candidateLabel(this.conv)}`, `Agent: ${agentLabel(this.conv)}`];
+    // A candidate knows who they are: only the agent is news to them.
+    $('#chat-people').textContent = state.user.role === 'candidate' ? people[1] : people.join(' · ');
+    this.setStatus(item.status);
+    this.showQueue();
+    syncTransferForm(this);
+  }
+
+  showQueue() {
+    const el = $('#chat-queue');
+    const position = state.queue.get(this.id);
+    const waiting = this.status === 'open' && !this.conv?.agentId && position !== undefined;
+    el.hidden = !waiting;
+    el.dataset.position = waiting ? String(position) : '';
+    el.textContent = !waiting ? '' : position === 1
+      ? 'You are next in the queue: an agent will be with you shortly.'
+      : `You are number ${position} in the queue.`;
+  }
+
+  /** A REST read: the inbox said we lost it, or the desk socket is down (the fallback poll). */
   async refresh() {
     let conv;
     try {
       conv = await api('GET', `/conversations/${encodeURIComponent(this.id)}`);
     } catch (err) {
+      if (this.stopped) return;
       if (err.status === 403 || err.status === 404) {
         this.fail(`${err.message}: you no longer have access to this conversation.`);
         return;
@@ -503,7 +953,7 @@ class Chat {
     }
     if (this.stopped) return;
     if (!this.live) for (const m of conv.messages) this.addMessage(m);
-    this.setStatus(conv.status);
+    this.inboxItem(conv);
   }
 
   renderStatus(status) {
@@ -513,11 +963,12 @@ class Chat {
   }
 
   setStatus(status) {
-    if (!status || status === this.status) return;
+    // Closed is final: a late inbox update (a message before the close) must not reopen it.
+    if (!status || status === this.status || this.status === 'closed') return;
     this.status = status;
     this.renderStatus(status);
     for (const li of document.querySelectorAll(`.conv-list li[data-id="${this.id}"]`)) {
-      li.dataset.status = status; // the list catches up at its next poll; show it at once
+      li.dataset.status = status; // the list catches up with the inbox; show it at once
       const badge = li.querySelector('.status');
       if (badge) {
         badge.textContent = status;
@@ -534,7 +985,9 @@ class Chat {
     this.halt();
     for (const {li} of this.pending.values()) setDelivery(li, 'failed', 'not sent: the conversation is closed');
     this.pending.clear();
-    if (this.live) this.setConnection('ended', 'conversation closed');
+    $('#chat-queue').hidden = true;
+    $('#transfer-form').hidden = true;
+    if (this.socketed) this.setConnection('ended', 'conversation closed');
   }
 
   fail(message) {
@@ -543,18 +996,18 @@ class Chat {
     this.setConnection('offline', 'not connected');
     $('#composer').hidden = true;
     $('#chat-close').hidden = true;
+    $('#transfer-form').hidden = true;
     notify(message);
   }
 
   /** Stop the socket, the reconnects and the poll (the view may stay on screen). */
   halt() {
-    this.stopPoll?.();
-    this.stopPoll = null;
     clearTimeout(this.retryTimer);
     this.retryTimer = null;
     window.removeEventListener('online', this.onOnline);
     const ws = this.ws;
     this.ws = null;
+    if (this.watcher && this.joined) this.transmitOn(ws, 'UNWATCH_CONVERSATION', {conversationId: this.id});
     this.joined = this.joining = false;
     ws?.close(1000, 'bye');
   }
@@ -575,17 +1028,16 @@ class Chat {
     clearTimeout(this.retryTimer);
     this.retryTimer = null;
     this.setConnection('connecting', this.attempt ? `reconnecting (attempt ${this.attempt + 1})…` : 'connecting…');
-    const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    // The WebSocket API cannot send headers: the token goes in this one URL (the server never logs it).
-    const ws = new WebSocket(`${scheme}//${location.host}/ws?token=${encodeURIComponent(state.token)}`);
+    const ws = openSocket();
     this.ws = ws;
     this.joined = false;
     this.joining = false;
     ws.addEventListener('open', () => {
       if (ws !== this.ws) return;
       this.joining = true;
-      this.setConnection('joining', 'joining…');
-      this.transmit('JOIN_CONVERSATION', {conversationId: this.id, lastSeq: this.lastSeq});
+      this.setConnection('joining', this.watcher ? 'starting to watch…' : 'joining…');
+      const event = this.watcher ? 'WATCH_CONVERSATION' : 'JOIN_CONVERSATION';
+      this.transmit(event, {conversationId: this.id, lastSeq: this.lastSeq});
     });
     ws.addEventListener('message', (ev) => {
       if (ws === this.ws) this.onFrame(ev.data);
@@ -604,31 +1056,30 @@ class Chat {
       return;
     }
     for (const {li} of this.pending.values()) setDelivery(li, 'pending', 'waiting for the connection…');
-    // Jittered exponential backoff: half the step fixed, half random, so clients do not stampede.
-    const step = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** this.attempt);
-    const delay = Math.round(step / 2 + Math.random() * (step / 2));
+    const delay = backoffDelay(this.attempt);
     this.attempt += 1;
     this.setConnection('reconnecting', `disconnected, retrying in ${(delay / 1000).toFixed(1)} s`);
     this.retryTimer = setTimeout(() => this.connect(), delay);
   }
 
   transmit(event, data) {
-    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
-    this.ws.send(JSON.stringify({event, data}));
+    return this.transmitOn(this.ws, event, data);
+  }
+
+  transmitOn(ws, event, data) {
+    if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+    ws.send(JSON.stringify({event, data}));
     return true;
   }
 
   onFrame(text) {
-    let frame;
-    try {
-      frame = JSON.parse(text);
-    } catch {
-      return;
-    }
-    const data = frame?.data ?? {};
+    const frame = parseFrame(text);
+    if (!frame) return;
+    const data = frame.data ?? {};
     if (data.conversationId !== undefined && data.conversationId !== this.id) return;
-    switch (frame?.event) {
+    switch (frame.event) {
       case 'JOINED_CONVERSATION':
+      case 'WATCHING_CONVERSATION':
         this.joining = false;
         this.joined = true;
         this.attempt = 0;
@@ -641,6 +1092,9 @@ class Chat {
         break;
       case 'MESSAGE_SENT':
         this.acknowledged(data);
+        break;
+      case 'QUEUE_POSITION':
+        queuePosition(data);
         break;
       case 'CONVERSATION_CLOSED':
         this.setStatus('closed');
@@ -749,6 +1203,73 @@ class Chat {
   }
 }
 
+// ---------------------------------------------------------------- transfer
+
+/** The agents a supervisor or admin may hand the chat to: the conversation's team (GET /agents).
+ * An agent cannot list its team (GET /agents is staff above it), so it types a teammate's ID. */
+async function loadTransferChoices(chat) {
+  if (!chat.watcher) return;
+  const agents = await api('GET', '/agents');
+  if (state.chat !== chat) return;
+  chat.teamAgents = agents.filter((a) => a.supervisorId === chat.conv?.supervisorId);
+  for (const a of chat.teamAgents) {
+    if (!state.presence.has(a._id)) state.presence.set(a._id, a.presence);
+  }
+  syncTransferForm(chat);
+}
+
+/** Shown for a conversation that has an agent and is not closed: to its agent, or to a watcher. */
+function syncTransferForm(chat) {
+  const form = $('#transfer-form');
+  const conv = chat.conv ?? {};
+  const active = Boolean(chat.status) && chat.status !== 'closed' && !chat.fatal;
+  const mine = state.user.role === 'agent' && conv.agentId === state.user._id;
+  form.hidden = !(active && conv.agentId && (mine || chat.watcher));
+  if (form.hidden) return;
+  const select = $('#transfer-agent');
+  const input = $('#transfer-agent-id');
+  select.hidden = !chat.watcher;
+  input.hidden = chat.watcher;
+  form.querySelector('label').htmlFor = chat.watcher ? 'transfer-agent' : 'transfer-agent-id';
+  if (chat.watcher) fillTransferChoices(select, chat, conv.agentId);
+}
+
+function fillTransferChoices(select, chat, currentAgentId) {
+  const choices = (chat.teamAgents ?? []).filter((a) => a._id !== currentAgentId)
+    .map((a) => ({id: a._id, text: `${a.name} (${state.presence.get(a._id) ?? a.presence})`}));
+  const signature = JSON.stringify(choices);
+  if (select.dataset.signature === signature) return;
+  select.dataset.signature = signature;
+  const keep = select.value;
+  select.replaceChildren(...(choices.length
+    ? choices.map((c) => h('option', {value: c.id}, c.text))
+    : [h('option', {value: ''}, 'no other agent in this team')]));
+  if (choices.some((c) => c.id === keep)) select.value = keep;
+}
+
+async function transferChat(ev) {
+  ev.preventDefault();
+  const chat = state.chat;
+  if (!chat) return;
+  const agentId = chat.watcher ? $('#transfer-agent').value : $('#transfer-agent-id').value.trim();
+  if (!agentId) {
+    notify(chat.watcher ? 'There is no other agent in this team.' : "Type your teammate's agent ID.");
+    return;
+  }
+  chat.handingOver = state.user.role === 'agent';
+  try {
+    const done = await api('POST', `/conversations/${encodeURIComponent(chat.id)}/transfer`, {agentId});
+    const name = chat.teamAgents?.find((a) => a._id === done.agentId)?.name ?? `agent ${shortId(done.agentId)}`;
+    $('#transfer-agent-id').value = '';
+    if (state.user.role === 'agent') closeChat(); // it is no longer ours: the inbox drops it too
+    notify(`Transferred to ${name}.`, 'info');
+  } catch (err) {
+    report(err);
+  } finally {
+    chat.handingOver = false;
+  }
+}
+
 function renderMessage(m) {
   const mine = state.user && m.senderId === state.user._id;
   const li = h('li', {class: `msg ${mine ? 'mine' : 'theirs'}`,
@@ -821,7 +1342,11 @@ function setup() {
     const id = formData(ev.target).conversationId;
     if (id) openChat(id);
   });
-  for (const select of document.querySelectorAll('.status-filter')) select.addEventListener('change', refreshView);
+  $('#routing-form').addEventListener('submit', saveRouting);
+  $('#presence-toggle').addEventListener('click', togglePresence);
+  $('#team-supervisor').addEventListener('change', (ev) => chooseTeam(ev.target.value || null).catch(report));
+  $('#transfer-form').addEventListener('submit', transferChat);
+  for (const select of document.querySelectorAll('.status-filter')) select.addEventListener('change', inboxChanged);
 }
 
 // A small hook for tests and demos: simulate a network drop, look at the connection state.
@@ -831,6 +1356,9 @@ window.livechat = Object.freeze({
   },
   connectionState() {
     return $('#chat-connection').dataset.state;
+  },
+  dropInbox() {
+    state.desk?.ws?.close(4000, 'dropped');
   },
 });
 

@@ -218,7 +218,8 @@ def test_server_errors_are_shown_and_sessions_end_cleanly(open_console, server):
     page.expect_connection("connected")
     page.expect_status("assigned")
 
-    # Reassigned away while on the page (its polls held back so the socket answers first): the
+    # Reassigned away while on the page: the inbox says so at once and the page re-reads the
+    # conversation over REST — held back here, so that the socket answers the send first: the
     # WebSocket ERROR is shown and the line is marked as not sent.
     held = []
     page.page.route(f"**/conversations/{conv_id}", lambda route: held.append(route))
@@ -228,9 +229,10 @@ def test_server_errors_are_shown_and_sessions_end_cleanly(open_console, server):
     expect(line).to_have_attribute("data-delivery", "failed")
     expect(line).to_contain_text("not sent: You must join the conversation first")
     expect(page.notice()).to_have_text("You must join the conversation first")
-    page.page.unroute(f"**/conversations/{conv_id}")
+    # Released before the route is removed: unroute() itself would settle the held requests.
     for route in held:
         route.continue_()
+    page.page.unroute(f"**/conversations/{conv_id}")
     expect(page.notice()).to_contain_text("no longer have access")
     expect(page.page.get_by_label("Message", exact=True)).to_be_hidden()
 
