@@ -27,7 +27,7 @@ from livechat.domain import policy
 from livechat.domain.models import Role, User, utcnow
 from livechat.domain.ports import UserRepo
 from livechat.domain.throttle import LoginThrottle
-from livechat.errors import InvalidInput, NotFound, Unauthenticated
+from livechat.errors import DomainError, InvalidInput, NotFound, Unauthenticated
 
 log = logging.getLogger(__name__)
 
@@ -182,23 +182,12 @@ class AuthService:
         self._throttle.failed(req.email, client)
         raise Unauthenticated(INVALID_CREDENTIALS)
 
-    async def authenticate(self, token: str | None) -> User:
-        """The user behind a bearer token; 401 when the token is bad or its user is gone."""
+    async def authenticate(self, token: str | None, *, deleted: DomainError | None = None) -> User:
+        """The user behind a bearer token; 401 when the token is bad, and when its user is gone
+        unless ``deleted`` says otherwise (``/auth/me`` answers 404, CONTRACT.md A.4)."""
         if not token:
             raise Unauthenticated()
         user = await self._users.get(self._tokens.user_id(token))
         if user is None:
-            raise Unauthenticated()
+            raise deleted or Unauthenticated()
         return user
-
-    async def me(self, token: str | None) -> User:
-        """Like ``authenticate``, but a deleted user is 404 ``User not found`` (CONTRACT.md A.4)."""
-        if not token:
-            raise Unauthenticated()
-        user = await self._users.get(self._tokens.user_id(token))
-        if user is None:
-            raise NotFound("User not found")
-        return user
-
-    def issue_token(self, user: User) -> str:
-        return self._tokens.issue(user)

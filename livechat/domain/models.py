@@ -85,8 +85,6 @@ class Conversation:
     # Every write adds one: a late copy from the change feed (an insert's document arriving after
     # the assignment that followed it) never undoes a newer state.
     version: int = 0
-    # Highest seq allocated to a message of this conversation (CONTRACT.md B.1).
-    last_seq: int = 0
 
     @classmethod
     def new(cls, *, candidate_id: ObjectId, supervisor_id: ObjectId) -> Conversation:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from livechat.domain.auth import LoginRequest, SignupRequest
+from livechat.errors import NotFound
 from livechat.keys import services_key
 from livechat.serialization import user_view
 from livechat.web.http import bearer_token, ok, parse_body
@@ -31,5 +32,6 @@ async def login_handler(request: web.Request) -> web.Response:
 
 @routes.get("/auth/me")
 async def me_handler(request: web.Request) -> web.Response:
-    user = await request.app[services_key].auth.me(bearer_token(request))
+    auth = request.app[services_key].auth
+    user = await auth.authenticate(bearer_token(request), deleted=NotFound("User not found"))
     return ok(user_view(user))
