@@ -106,7 +106,7 @@ def run_database(settings: Settings, port: int) -> int:
         signal.signal(sig, lambda *_: stop.set())
     server.start()
     try:
-        asyncio.run(server.wait_ready_async(settings.database.embedded_start_timeout))
+        server.wait_ready(settings.database.embedded_start_timeout)
         print(f"MONGODB_URI={server.uri}", flush=True)
         log.info("embedded database on port %s, data in %s; Ctrl-C stops it", server.port, settings.data_dir / "secantus")
         while not stop.wait(0.5):

@@ -105,6 +105,7 @@ class EmbeddedServer:
             )
 
     def wait_ready(self, timeout: float) -> None:
+        """Block until it answers (on an event loop, run it in a thread)."""
         deadline = time.monotonic() + timeout
         while not self.answers():
             self.check_alive()
@@ -112,15 +113,6 @@ class EmbeddedServer:
                 self.stop()
                 raise EmbeddedDatabaseError(f"the embedded database did not answer within {timeout:.0f}s")
             time.sleep(0.02)
-
-    async def wait_ready_async(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not await asyncio.to_thread(self.answers):
-            self.check_alive()
-            if time.monotonic() > deadline:
-                self.stop()
-                raise EmbeddedDatabaseError(f"the embedded database did not answer within {timeout:.0f}s")
-            await asyncio.sleep(0.02)
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (WiredTiger checkpoints and closes cleanly), SIGKILL if it does not exit."""
@@ -143,7 +135,7 @@ async def embedded_database(command: str, data_dir: Path, start_timeout: float) 
     server = EmbeddedServer(command, str(data_dir / "secantus"), log_path=data_dir / "secantus.log")
     server.start()
     try:
-        await server.wait_ready_async(start_timeout)
+        await asyncio.to_thread(server.wait_ready, start_timeout)  # off the loop: it polls
         log.info("embedded database (SecantusDB, pid %s) on 127.0.0.1:%s, data in %s",
                  server.process.pid if server.process else "?", server.port, data_dir / "secantus")
         yield server.uri
