@@ -20,17 +20,13 @@ from cattrs.gen import make_dict_structure_fn, override
 
 from livechat.domain.models import Conversation, Message, Role, Routing, SupervisorStats, User
 from livechat.errors import InvalidInput
+from livechat.naming import camel
 
 T = TypeVar("T")
 
 LAST_MESSAGE_CHARS = 200
 _HEX_ID = re.compile(r"^[0-9a-fA-F]{24}$")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
 
 
 def parse_object_id(value: Any) -> ObjectId:
@@ -71,7 +67,7 @@ def _make_api_converter() -> cattrs.Converter:
     conv.register_structure_hook_factory(
         attrs.has,
         lambda cls: make_dict_structure_fn(
-            cls, conv, **{f.name: override(rename=_camel(f.name)) for f in attrs.fields(cls)}
+            cls, conv, **{f.name: override(rename=camel(f.name)) for f in attrs.fields(cls)}
         ),
     )
     return conv

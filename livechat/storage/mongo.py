@@ -31,6 +31,7 @@ from livechat.domain.models import (ACTIVE_STATUSES, AgentPresence, Assignment, 
                                     Presence, Role, Routing, SupervisorStats, User, utcnow)
 from livechat.domain.ports import Change, DuplicateOf, HistoryLost
 from livechat.errors import Conflict, Unavailable
+from livechat.naming import camel
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +43,6 @@ T = TypeVar("T")
 # database written by the original Node.js service is read as it is.
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
 _KEYS = {AgentPresence: "agent_id", Routing: "supervisor_id"}  # the field that is the document's _id
 
 
@@ -55,7 +51,7 @@ def _make_document_converter():
     for cls in (User, Assignment, Conversation, Message, AgentPresence, Routing):
         key = _KEYS.get(cls, "id")
         renames = {
-            f.name: override(rename="_id" if f.name == key else _camel(f.name))
+            f.name: override(rename="_id" if f.name == key else camel(f.name))
             for f in attrs.fields(cls)
         }
         conv.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, conv, **renames))
@@ -283,7 +279,7 @@ class MongoConversationRepo:
     async def list(self, *, scope: dict[str, ObjectId], status: ConversationStatus | None,
                    before: ObjectId | None, limit: int) -> list[Conversation]:
         """Newest first; ``scope`` is a field → id filter such as ``{"supervisor_id": …}``."""
-        query: dict[str, Any] = {_camel(k): v for k, v in scope.items()}
+        query: dict[str, Any] = {camel(k): v for k, v in scope.items()}
         if status is not None:
             query["status"] = status.value
         if before is not None:
