@@ -35,6 +35,7 @@ MATRIX = """
 | POST /conversations/X/close    | 401       | 403 / 403 | 403 / 403 | 200 / 403  | 200   |
 | GET /conversations             | 401       | 200       | 200       | 200        | 200   |
 | GET /admin/analytics           | 401       | 403       | 403       | 403        | 200   |
+| GET /admin/analytics/summary   | 401       | 403       | 403       | 200        | 200   |
 | GET /supervisors               | 401       | 200       | 200       | 200        | 200   |
 | GET /agents                    | 401       | 403       | 403       | 200        | 200   |
 """
@@ -85,7 +86,7 @@ CASES = cases(MATRIX)
 
 def test_the_matrix_covers_every_route_and_role():
     routes = {param.values[0] for param in CASES}
-    assert len(routes) == 9 and len(CASES) == 58
+    assert len(routes) == 10 and len(CASES) == 63
     callers = {param.values[1] for param in CASES}
     assert callers == {None, "C", "C2", "A", "A2", "S", "S2", "ADMIN"}
 

@@ -84,10 +84,17 @@ class Conversation:
     routing_slot: int | None = None
     # Highest seq allocated to a message of this conversation (CONTRACT.md B.1).
     last_seq: int = 0
+    # Facts for analytics (README "Analytics"), written when they happen so that a summary reads
+    # conversations only, never messages: the first time an agent got it (kept on reassignment,
+    # transfer and requeue), the first message an agent sent in it, and how many messages it has.
+    first_assigned_at: datetime | None = None
+    first_agent_message_at: datetime | None = None
+    message_count: int = 0
 
     @classmethod
-    def new(cls, *, candidate_id: ObjectId, supervisor_id: ObjectId) -> Conversation:
-        return cls(id=ObjectId(), candidate_id=candidate_id, supervisor_id=supervisor_id)
+    def new(cls, *, candidate_id: ObjectId, supervisor_id: ObjectId, created_at: datetime | None = None) -> Conversation:
+        return cls(id=ObjectId(), candidate_id=candidate_id, supervisor_id=supervisor_id,
+                   created_at=created_at or utcnow())
 
 
 @frozen
@@ -108,6 +115,43 @@ class SupervisorStats:
     supervisor_name: str
     agents: int
     conversations_handled: int
+
+
+class GroupBy(enum.Enum):
+    SUPERVISOR = "supervisor"
+    AGENT = "agent"
+    DAY = "day"  # UTC calendar days
+
+
+@frozen
+class Distribution:
+    """A metric over one group's conversations, in seconds; ``None`` when no conversation has a sample."""
+
+    median: float | None = None
+    p90: float | None = None
+
+
+@frozen
+class SummaryRow:
+    """One group of ``GET /admin/analytics/summary``: ``key`` is a supervisor or agent id (``None``:
+    conversations no agent ever had) or a ``YYYY-MM-DD`` day."""
+
+    key: ObjectId | str | None
+    created: int = 0
+    closed: int = 0
+    messages: int = 0
+    first_response: Distribution = Distribution()
+    resolution: Distribution = Distribution()
+    wait: Distribution = Distribution()
+    name: str | None = None
+
+    @property
+    def open(self) -> int:
+        return self.created - self.closed
+
+    @property
+    def messages_per_conversation(self) -> float | None:
+        return round(self.messages / self.created, 2) if self.created else None
 
 
 @frozen
