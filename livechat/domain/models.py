@@ -130,6 +130,17 @@ class Distribution:
     median: float | None = None
     p90: float | None = None
 
+    @classmethod
+    def of(cls, samples: list[float | None]) -> Distribution:
+        """Nearest rank: the value at 1-based rank ceil(p·n) of the sorted samples (``None`` is no
+        sample). The ranks come from integers — ceil(9n/10) — because a float p picks the wrong
+        rank for some n (0.9 × 70 = 63.00000000000001)."""
+        present = sorted(s for s in samples if s is not None)
+        n = len(present)
+        if not n:
+            return cls()
+        return cls(round(present[-(-n // 2) - 1], 3), round(present[-(-9 * n // 10) - 1], 3))
+
 
 @frozen
 class SummaryRow:
