@@ -14,13 +14,14 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.analytics import analytics
 from bench.multiprocess import multiprocess
 from bench.procstats import CORES, machine_busy_seconds
 from bench.report import evaluate, render
 from bench.scenarios import FULL, QUICK, Bench, progress
 from bench.servers import BenchError, raise_open_files_limit, require_loopback
 
-ORDER = ("startup", "chat", "capacity", "multiprocess", "limits", "connections", "logins")
+ORDER = ("startup", "chat", "capacity", "multiprocess", "analytics", "limits", "connections", "logins")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,7 +59,8 @@ async def run(args: argparse.Namespace, scenarios: list[str], workdir: Path, out
         for name in scenarios:
             started = time.perf_counter()
             try:
-                result = await (multiprocess(bench) if name == "multiprocess" else getattr(bench, name)())
+                special = {"multiprocess": multiprocess, "analytics": analytics}
+                result = await (special[name](bench) if name in special else getattr(bench, name)())
             except (TimeoutError, BenchError, OSError) as exc:
                 progress(f"{name} failed: {exc}")
                 result = {"error": f"{type(exc).__name__}: {exc}"}

@@ -63,13 +63,14 @@ class Plan:
     login_users: int = 40
     login_rounds: int = 12
     startups: int = 3
+    analytics_requests: int = 20
 
 
 FULL = Plan()
 QUICK = Plan(chat_conversations=20, chat_rate=100.0, chat_duration=5.0, capacity_ns=(10, 100), step_duration=1.5,
              refine_steps=1, quarter_duration=2.0, drain_timeout=5.0, settle=0.3, db_batches=(1, 16, 128),
              db_seconds=1.0, minimal_ns=(100,), sockets=1000, idle_seconds=10.0, logins=30, login_users=6,
-             startups=1)
+             startups=1, analytics_requests=8)
 
 
 def progress(text: str) -> None:
