@@ -14,6 +14,7 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.analytics import analytics
 from bench.desk import desk
 from bench.multiprocess import multiprocess
 from bench.procstats import CORES, machine_busy_seconds
@@ -21,8 +22,8 @@ from bench.report import evaluate, render
 from bench.scenarios import FULL, QUICK, Bench, progress
 from bench.servers import BenchError, raise_open_files_limit, require_loopback
 
-ORDER = ("startup", "chat", "capacity", "multiprocess", "desk", "limits", "connections", "logins")
-OWN_MODULE = {"multiprocess": multiprocess, "desk": desk}  # scenarios that are not Bench methods
+ORDER = ("startup", "chat", "capacity", "multiprocess", "desk", "analytics", "limits", "connections", "logins")
+OWN_MODULE = {"multiprocess": multiprocess, "desk": desk, "analytics": analytics}  # not Bench methods
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 
 from aiohttp import web
 
 from livechat.config import Settings
+from livechat.domain.models import utcnow
 from livechat.keys import services_key, settings_key
 from livechat.realtime import ws
 from livechat.realtime.hub import Hub
 from livechat.services import open_services
-from livechat.web import routes_auth, routes_conversations, routes_health
+from livechat.web import routes_analytics, routes_auth, routes_conversations, routes_health
 from livechat.web.console import setup_console
 from livechat.web.middlewares import cors_middleware, error_middleware
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> web.Application:
+    """``clock``: when things happen (conversation and message times); tests pass a scripted one."""
     app = web.Application(
         middlewares=[cors_middleware(settings.cors_origins), error_middleware],
         client_max_size=settings.server.max_body_bytes,
@@ -28,7 +31,7 @@ def create_app(settings: Settings) -> web.Application:
     hub = Hub(settings.ws.max_sockets_per_user)
 
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
-        async with open_services(settings, hub) as services:
+        async with open_services(settings, hub, clock=clock) as services:
             app[services_key] = services
             yield
 
@@ -42,7 +45,8 @@ def create_app(settings: Settings) -> web.Application:
 
     app.cleanup_ctx.append(services_ctx)
     app.on_shutdown.append(close_websockets)
-    for table in (routes_health.routes, routes_auth.routes, routes_conversations.routes, ws.routes):
+    for table in (routes_health.routes, routes_auth.routes, routes_conversations.routes, routes_analytics.routes,
+                  ws.routes):
         app.add_routes(table)
     setup_console(app, settings)
     return app

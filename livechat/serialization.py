@@ -8,7 +8,9 @@ Keys the contract does not define are ignored (a smuggled ``role`` or ``_id`` ch
 
 from __future__ import annotations
 
+import csv
 import enum
+import io
 import re
 from datetime import datetime
 from typing import Any, TypeVar
@@ -18,7 +20,7 @@ import cattrs
 from bson import ObjectId
 from cattrs.gen import make_dict_structure_fn, override
 
-from livechat.domain.models import Conversation, Message, Role, Routing, SupervisorStats, User
+from livechat.domain.models import Conversation, GroupBy, Message, Role, Routing, SummaryRow, SupervisorStats, User
 from livechat.errors import InvalidInput
 from livechat.naming import camel
 
@@ -161,6 +163,64 @@ def stats_view(stats: SupervisorStats) -> dict[str, Any]:
         "agents": stats.agents,
         "conversationsHandled": stats.conversations_handled,
     }
+
+
+_GROUP_FIELDS = {
+    GroupBy.SUPERVISOR: ("supervisorId", "supervisorName"),
+    GroupBy.AGENT: ("agentId", "agentName"),
+    GroupBy.DAY: ("day", None),
+}
+
+
+def summary_row_view(row: SummaryRow, group_by: GroupBy) -> dict[str, Any]:
+    """One group (CONTRACT.md C.8): its key (and name), then the metrics; times in seconds."""
+    key_field, name_field = _GROUP_FIELDS[group_by]
+    data: dict[str, Any] = {key_field: row.key if isinstance(row.key, str) else oid(row.key)}
+    if name_field is not None:
+        data[name_field] = row.name
+    data.update({
+        "created": row.created,
+        "closed": row.closed,
+        "open": row.open,
+        "firstResponseMedianS": row.first_response.median,
+        "firstResponseP90S": row.first_response.p90,
+        "resolutionMedianS": row.resolution.median,
+        "resolutionP90S": row.resolution.p90,
+        "waitMedianS": row.wait.median,
+        "waitP90S": row.wait.p90,
+        "messagesPerConversation": row.messages_per_conversation,
+    })
+    return data
+
+
+def summary_view(summary: Any) -> dict[str, Any]:
+    return {"from": iso(summary.start), "to": iso(summary.end), "groupBy": summary.group_by.value,
+            "timezone": "UTC", "rows": [summary_row_view(r, summary.group_by) for r in summary.rows]}
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: Any) -> str:
+    """Empty for no value; a text that a spreadsheet would run as a formula (a user's name such
+    as ``=HYPERLINK(…)``) is quoted with a leading apostrophe (OWASP "CSV injection")."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return "'" + value if value.startswith(_FORMULA_START) else value
+    return str(value)
+
+
+def summary_csv(summary: Any) -> str:
+    """The rows of ``summary_view`` as CSV: a header row of the same field names, then a line per group."""
+    header = list(summary_row_view(SummaryRow(None), summary.group_by))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(header)
+    for row in summary.rows:
+        view = summary_row_view(row, summary.group_by)
+        writer.writerow([_csv_cell(view[field]) for field in header])
+    return out.getvalue()
 
 
 def routing_view(routing: Routing) -> dict[str, Any]:

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 
 from attrs import frozen
 
 from livechat.config import ConfigError, FanoutMode, Settings
+from livechat.domain.analytics import AnalyticsService
 from livechat.domain.auth import AuthService, PasswordHasher, TokenCodec
 from livechat.domain.conversations import ConversationService
 from livechat.domain.events import EventBus
 from livechat.domain.messages import MessageService
-from livechat.domain.models import AgentPresence, Routing
+from livechat.domain.models import AgentPresence, Routing, utcnow
 from livechat.domain.presence import PresenceService
 from livechat.domain.routing import RoutingService
 from livechat.domain.teams import TeamService
@@ -40,6 +42,7 @@ class Services:
     messages: MessageService
     presence: PresenceService
     routing: RoutingService
+    analytics: AnalyticsService
     feed: ChangeFeed | None = None  # None: ws.fanout = "process"
 
     async def ping(self) -> None:
@@ -68,25 +71,30 @@ def login_throttle(settings: Settings) -> LoginThrottle:
 
 
 @contextlib.asynccontextmanager
-async def open_services(settings: Settings, hub: Hub | None = None) -> AsyncIterator[Services]:
+async def open_services(settings: Settings, hub: Hub | None = None, *,
+                        clock: Callable[[], datetime] = utcnow) -> AsyncIterator[Services]:
     """Database (embedded if need be), repositories, hashing threads, the message writer and,
-    with ``ws.fanout = "changestream"``, the change feed."""
+    with ``ws.fanout = "changestream"``, the change feed. ``clock`` says when conversations and
+    messages happen (their times are analytics facts; tests script them)."""
     if not settings.auth.jwt_secret:
         raise ConfigError("auth.jwt_secret: no JWT secret (call config.with_jwt_secret first)")
     hub = hub or Hub(settings.ws.max_sockets_per_user)
     hasher = PasswordHasher(settings.auth.bcrypt_rounds, settings.auth.hash_threads)
     try:
         async with database_uri(settings) as uri, open_store(settings.database, uri) as store:
+            backfilled = await store.conversations.backfill_facts()
+            if backfilled:
+                log.info("analytics: backfilled the facts of %d earlier conversations", backfilled)
             tokens = TokenCodec(settings.auth.jwt_secret, settings.auth.jwt_expires_in, settings.auth.jwt_leeway)
             bus = EventBus()
             presence = PresenceService(store.presence, bus, process=store.writer, ttl=1.5 * settings.ws.heartbeat)
             routing = RoutingService(store.routing, store.conversations, store.users, presence, bus,
-                                     requeue_after=settings.routing.requeue_after.total_seconds())
+                                     requeue_after=settings.routing.requeue_after.total_seconds(), clock=clock)
             inbox = Inbox(store.conversations, store.users, is_auto=routing.is_auto)
             fanout = Fanout(hub, store.messages, store.conversations, inbox)
             bus.subscribe(fanout.publish)
             bus.subscribe(routing.on_event)
-            messages = MessageService(store.conversations, store.messages, bus)
+            messages = MessageService(store.conversations, store.messages, bus, clock=clock)
             feed = None
             if settings.ws.fanout is FanoutMode.CHANGESTREAM:
                 feed = ChangeFeed(store, fanout, observe_message=messages.observe,
@@ -102,11 +110,12 @@ async def open_services(settings: Settings, hub: Hub | None = None) -> AsyncIter
                         auth=AuthService(store.users, hasher, tokens, login_throttle(settings),
                                          open_signup=not settings.is_production),
                         conversations=ConversationService(store.conversations, store.users, store.messages,
-                                                          bus, writes=messages),
+                                                          bus, writes=messages, clock=clock),
                         teams=TeamService(store.users, store.conversations),
                         messages=messages,
                         presence=presence,
                         routing=routing,
+                        analytics=AnalyticsService(store.conversations, store.users, clock=clock),
                         feed=feed,
                     )
             finally:

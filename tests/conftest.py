@@ -104,8 +104,8 @@ def audit(caplog) -> Audit:
 def app_client(aiohttp_server, aiohttp_client, audit: Audit) -> Callable[[Settings], Any]:
     """Start the real app for some settings on a loopback port; return an HTTP/WS client for it."""
 
-    async def start(settings: Settings) -> TestClient:
-        app = create_app(settings)
+    async def start(settings: Settings, **app_options: Any) -> TestClient:
+        app = create_app(settings, **app_options)  # e.g. clock=: a scripted time (tests/test_analytics.py)
         app.on_response_prepare.append(audit.on_response_prepare)
         server = await aiohttp_server(app, access_log_class=AccessLogger,
                                       keepalive_timeout=settings.server.keepalive_timeout)

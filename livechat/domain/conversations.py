@@ -7,7 +7,8 @@ State changes are single conditional updates in storage, so a race can only ever
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 
 from attrs import frozen
 from bson import ObjectId
@@ -43,12 +44,13 @@ class Page:
 
 class ConversationService:
     def __init__(self, conversations: ConversationRepo, users: UserRepo, messages: MessageRepo,
-                 events: EventPublisher, writes: WriteSerializer) -> None:
+                 events: EventPublisher, writes: WriteSerializer, clock: Callable[[], datetime] = utcnow) -> None:
         self._conversations = conversations
         self._users = users
         self._messages = messages
         self._events = events
         self._writes = writes
+        self._clock = clock  # when things happen: creation, assignment and close times are analytics facts
 
     async def load_authorized(self, user: User, action: Action, conv_id: ObjectId) -> Conversation:
         """The conversation, if ``user`` may do ``action`` on it (404/403 otherwise)."""
@@ -66,7 +68,8 @@ class ConversationService:
             raise NotFound("Supervisor not found")
         if supervisor.role is not Role.SUPERVISOR:
             raise InvalidInput("Invalid supervisor role")
-        conv = await self._conversations.insert(Conversation.new(candidate_id=user.id, supervisor_id=supervisor.id))
+        conv = await self._conversations.insert(Conversation.new(candidate_id=user.id, supervisor_id=supervisor.id,
+                                                                 created_at=self._clock()))
         self._events.publish(ConversationChanged(conv))
         return conv
 
@@ -103,8 +106,8 @@ class ConversationService:
         return await self._hand_over(user, conv, agent.id, **condition)
 
     async def _hand_over(self, user: User, conv: Conversation, agent_id: ObjectId, **condition: object) -> Conversation:
-        updated = await self._conversations.set_agent(conv.id, conv.supervisor_id, agent_id, by=user.id, at=utcnow(),
-                                                      **condition)
+        updated = await self._conversations.set_agent(conv.id, conv.supervisor_id, agent_id, by=user.id,
+                                                      at=self._clock(), **condition)
         if updated is None:  # closed (or handed over) between our read and our write
             fresh = await self._conversations.get(conv.id)
             if fresh is not None and fresh.status is not ConversationStatus.CLOSED:
@@ -144,7 +147,7 @@ class ConversationService:
         _ensure_status(conv, expected, wrong_state)
 
         async def close_between_batches() -> Conversation | None:
-            closed = await self._conversations.close(conv.id, expected, agent_id=agent_id)
+            closed = await self._conversations.close(conv.id, expected, at=self._clock(), agent_id=agent_id)
             if closed is not None:
                 self._events.publish(ConversationClosed(closed))
             return closed

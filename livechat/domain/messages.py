@@ -11,6 +11,12 @@ next one gathers, so batches grow exactly when load does.
 use) and guarded by the unique index on ``(conversationId, seq)``: if another process wrote the
 same seq, the counter is reloaded and the rest renumbered, so seqs stay contiguous and each
 sender's order is kept.
+
+Each batch also keeps the conversations' analytics facts (README "Analytics"): how many messages
+each has and when an agent first wrote in it. That write goes to the database alongside the
+batch's insert (in parallel, so no round trip is added in series) and lands before anyone is
+told; conversations whose first agent message is already recorded (the batch's read of the
+conversations says so) get only their counter.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 import attrs
@@ -28,7 +35,7 @@ from bson import ObjectId
 
 from livechat.domain import policy
 from livechat.domain.events import MessageStored, SendRejected
-from livechat.domain.models import ConversationStatus, Message, User, utcnow
+from livechat.domain.models import Conversation, ConversationStatus, Message, Role, User, utcnow
 from livechat.domain.policy import Action
 from livechat.domain.ports import ConversationRepo, DuplicateOf, EventPublisher, Member, MessageRepo
 from livechat.errors import ALREADY_CLOSED, INTERNAL, UNAVAILABLE, DomainError
@@ -87,6 +94,7 @@ class MessageService:
     events: EventPublisher
     max_batch: int = 512
     max_queued: int = 50_000
+    clock: Callable[[], datetime] = utcnow  # the messages' createdAt (tests control it)
     _queue: asyncio.Queue[Draft | _Step | object] = field(init=False, factory=asyncio.Queue)
     _next_seq: OrderedDict[ObjectId, int] = field(init=False, factory=OrderedDict)
     _accepting: bool = field(init=False, default=True)
@@ -188,16 +196,36 @@ class MessageService:
             self._next_seq.popitem(last=False)
         for item in accepted:
             item.message = self._new_message(item.draft)
-        await self._store(accepted, answered)
+        resent = await self._store(accepted, answered, self._record_facts(*_facts(accepted, convs)))
+        if resent:  # counted as new but stored nothing (a resend): take them back out
+            await self._record_facts({conv_id: -n for conv_id, n in resent.items()}, {})
 
-    async def _store(self, pending: list[_Pending], answered: set[int]) -> None:
+    async def _record_facts(self, counts: dict[ObjectId, int], first_agent_message: dict[ObjectId, datetime]) -> None:
+        """Analytics facts never fail a batch: the messages are what must be stored."""
+        try:
+            await self.conversations.record_messages(counts, first_agent_message)
+        except DomainError as exc:
+            log.warning("analytics facts of a batch not recorded (%s)", exc.message)
+        except Exception:
+            log.exception("analytics facts of a batch not recorded")
+
+    async def _store(self, pending: list[_Pending], answered: set[int],
+                     facts: Awaitable[None] | None = None) -> dict[ObjectId, int]:
+        """Insert, deliver what was stored, resolve duplicates; how many resends (stored nothing)
+        each conversation had. ``facts`` is written together with the first insert."""
+        resent: dict[ObjectId, int] = {}
         while pending:
-            stored, duplicate = await self.messages.insert_ordered([p.message for p in pending])
+            insert = self.messages.insert_ordered([p.message for p in pending])
+            if facts is not None:
+                (stored, duplicate), _ = await asyncio.gather(insert, facts)
+                facts = None
+            else:
+                stored, duplicate = await insert
             for item in pending[:stored]:
                 self._deliver(item.draft, item.message, fresh=True)
                 answered.add(id(item.draft))
             if duplicate is None:
-                return
+                return resent
             failed, rest = pending[stored], pending[stored + 1:]
             conv_id = failed.draft.conversation_id
             if duplicate is DuplicateOf.CLIENT_MESSAGE:
@@ -206,6 +234,7 @@ class MessageService:
                 if original is not None:
                     self._deliver(failed.draft, original, fresh=False)
                     answered.add(id(failed.draft))
+                resent[conv_id] = resent.get(conv_id, 0) + 1
                 self._next_seq[conv_id] = failed.message.seq  # its seq was not used
                 pending = rest
             else:  # another writer took this seq: start again from the stored top
@@ -215,11 +244,12 @@ class MessageService:
             for item in pending:  # renumber the conversation's remaining messages, order kept
                 if item.draft.conversation_id == conv_id:
                     item.message = attrs.evolve(item.message, seq=self._take_seq(conv_id))
+        return resent
 
     def _new_message(self, draft: Draft) -> Message:
         return Message(id=ObjectId(), conversation_id=draft.conversation_id, seq=self._take_seq(draft.conversation_id),
                        sender_id=draft.sender.id, sender_role=draft.sender.role, content=draft.content,
-                       created_at=utcnow(), client_message_id=draft.client_message_id)
+                       created_at=self.clock(), client_message_id=draft.client_message_id)
 
     def _take_seq(self, conv_id: ObjectId) -> int:
         seq = self._next_seq[conv_id]
@@ -237,3 +267,17 @@ class MessageService:
 
     def _reply_error(self, draft: Draft, reason: str) -> None:
         self.events.publish(SendRejected(draft.origin, reason, draft.client_message_id))
+
+
+def _facts(accepted: list[_Pending], convs: dict[ObjectId, Conversation]) -> tuple[dict[ObjectId, int],
+                                                                                  dict[ObjectId, datetime]]:
+    """Messages per conversation in this batch, and the earliest agent message of each conversation
+    that has none recorded yet."""
+    counts: dict[ObjectId, int] = {}
+    first_agent: dict[ObjectId, datetime] = {}
+    for item in accepted:
+        conv_id, message = item.draft.conversation_id, item.message
+        counts[conv_id] = counts.get(conv_id, 0) + 1
+        if message.sender_role is Role.AGENT and convs[conv_id].first_agent_message_at is None:
+            first_agent[conv_id] = min(first_agent.get(conv_id, message.created_at), message.created_at)
+    return counts, first_agent

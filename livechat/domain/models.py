@@ -85,10 +85,17 @@ class Conversation:
     # Every write adds one: a late copy from the change feed (an insert's document arriving after
     # the assignment that followed it) never undoes a newer state.
     version: int = 0
+    # Facts for analytics (README "Analytics"), written when they happen so that a summary reads
+    # conversations only, never messages: the first time an agent got it (kept on reassignment,
+    # transfer and requeue), the first message an agent sent in it, and how many messages it has.
+    first_assigned_at: datetime | None = None
+    first_agent_message_at: datetime | None = None
+    message_count: int = 0
 
     @classmethod
-    def new(cls, *, candidate_id: ObjectId, supervisor_id: ObjectId) -> Conversation:
-        return cls(id=ObjectId(), candidate_id=candidate_id, supervisor_id=supervisor_id)
+    def new(cls, *, candidate_id: ObjectId, supervisor_id: ObjectId, created_at: datetime | None = None) -> Conversation:
+        return cls(id=ObjectId(), candidate_id=candidate_id, supervisor_id=supervisor_id,
+                   created_at=created_at or utcnow())
 
 
 @frozen
@@ -109,6 +116,54 @@ class SupervisorStats:
     supervisor_name: str
     agents: int
     conversations_handled: int
+
+
+class GroupBy(enum.Enum):
+    SUPERVISOR = "supervisor"
+    AGENT = "agent"
+    DAY = "day"  # UTC calendar days
+
+
+@frozen
+class Distribution:
+    """A metric over one group's conversations, in seconds; ``None`` when no conversation has a sample."""
+
+    median: float | None = None
+    p90: float | None = None
+
+    @classmethod
+    def of(cls, samples: list[float | None]) -> Distribution:
+        """Nearest rank: the value at 1-based rank ceil(p·n) of the sorted samples (``None`` is no
+        sample). The ranks come from integers — ceil(9n/10) — because a float p picks the wrong
+        rank for some n (0.9 × 70 = 63.00000000000001)."""
+        present = sorted(s for s in samples if s is not None)
+        n = len(present)
+        if not n:
+            return cls()
+        return cls(round(present[-(-n // 2) - 1], 3), round(present[-(-9 * n // 10) - 1], 3))
+
+
+@frozen
+class SummaryRow:
+    """One group of ``GET /admin/analytics/summary``: ``key`` is a supervisor or agent id (``None``:
+    conversations no agent ever had) or a ``YYYY-MM-DD`` day."""
+
+    key: ObjectId | str | None
+    created: int = 0
+    closed: int = 0
+    messages: int = 0
+    first_response: Distribution = Distribution()
+    resolution: Distribution = Distribution()
+    wait: Distribution = Distribution()
+    name: str | None = None
+
+    @property
+    def open(self) -> int:
+        return self.created - self.closed
+
+    @property
+    def messages_per_conversation(self) -> float | None:
+        return round(self.messages / self.created, 2) if self.created else None
 
 
 @frozen

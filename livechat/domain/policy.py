@@ -28,6 +28,7 @@ class Action(enum.Enum):
     LIST_CONVERSATIONS = "list conversations"
     CLOSE_OVER_HTTP = "close over HTTP"
     READ_ANALYTICS = "read analytics"
+    READ_ANALYTICS_SUMMARY = "read the analytics summary"
     LIST_SUPERVISORS = "list supervisors"
     LIST_AGENTS = "list agents"
     TRANSFER = "transfer"
@@ -76,6 +77,7 @@ RULES: dict[Action, Rule] = {
     Action.LIST_CONVERSATIONS: Rule(ANYONE),
     Action.CLOSE_OVER_HTTP: Rule(frozenset({ADMIN, SUPERVISOR}), frozenset({R.ADMIN, R.SUPERVISOR})),
     Action.READ_ANALYTICS: Rule(frozenset({ADMIN})),
+    Action.READ_ANALYTICS_SUMMARY: Rule(frozenset({ADMIN, SUPERVISOR})),  # scope: see analytics_team
     Action.LIST_SUPERVISORS: Rule(ANYONE),
     Action.LIST_AGENTS: Rule(frozenset({ADMIN, SUPERVISOR})),
     Action.TRANSFER: Rule(STAFF, frozenset({R.ADMIN, R.SUPERVISOR, R.ASSIGNED_AGENT})),
@@ -149,6 +151,16 @@ def ensure_manages(user: User, supervisor_id: ObjectId) -> None:
 def sees_agent(user: User, supervisor_id: ObjectId | None) -> bool:
     """Whose presence a user is told about: an admin everyone's, a supervisor its own agents'."""
     return user.role is ADMIN or (user.role is SUPERVISOR and user.id == supervisor_id)
+
+
+def analytics_team(user: User) -> ObjectId | None:
+    """Whose conversations a user's analytics cover: an admin everyone's (``None``), a supervisor
+    the conversations addressed to it — its own team's work."""
+    if user.role is ADMIN:
+        return None
+    if user.role is SUPERVISOR:
+        return user.id
+    raise Forbidden()
 
 
 def listing_scope(user: User) -> dict[str, ObjectId]:

@@ -27,8 +27,9 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 from cattrs.preconf.bson import make_converter
 
 from livechat.config import DatabaseSettings, Driver
-from livechat.domain.models import (ACTIVE_STATUSES, AgentPresence, Assignment, Conversation, ConversationStatus, Message,
-                                    Presence, Role, Routing, SupervisorStats, User, utcnow)
+from livechat.domain.models import (ACTIVE_STATUSES, AgentPresence, Assignment, Conversation, ConversationStatus,
+                                    Distribution, GroupBy, Message, Presence, Role, Routing, SummaryRow, SupervisorStats,
+                                    User)
 from livechat.domain.ports import Change, DuplicateOf, HistoryLost
 from livechat.errors import Conflict, Unavailable
 from livechat.naming import camel
@@ -154,12 +155,37 @@ class MongoUserRepo:
 
 ACTIVE = [status.value for status in ACTIVE_STATUSES]
 ANY_AGENT = object()
+# Facts that are absent until they happen. They are written with ``$min`` (the earliest wins,
+# whatever order concurrent writes land in), and the ``$min`` update operator ranks null below
+# every date, so an unset fact must be a missing field, never a stored null.
+_FACTS_ABSENT_UNTIL_SET = ("firstAssignedAt", "firstAgentMessageAt")
+BACKFILL_BATCH = 1000
+
+
+def _seconds_since_creation(field: str) -> dict[str, Any]:
+    """``field - createdAt`` in seconds; null when the fact is missing (``$subtract`` of null)."""
+    return {"$divide": [{"$subtract": [f"${field}", "$createdAt"]}, 1000]}
+
+
+_GROUP_KEYS = {
+    GroupBy.SUPERVISOR: "$supervisorId",
+    GroupBy.AGENT: {"$ifNull": ["$agentId", None]},
+    GroupBy.DAY: {"$dateToString": {"format": "%Y-%m-%d", "date": "$createdAt", "timezone": "UTC"}},
+}
+
+
+def _summary_match(start: datetime, end: datetime, supervisor_id: ObjectId | None) -> dict[str, Any]:
+    match: dict[str, Any] = {"createdAt": {"$gte": start, "$lt": end}}
+    if supervisor_id is not None:
+        match["supervisorId"] = supervisor_id
+    return match
 
 
 class MongoConversationRepo:
-    def __init__(self, collection: Any, users: Any) -> None:
+    def __init__(self, collection: Any, users: Any, messages: Any) -> None:
         self._c = collection
         self._users = users
+        self._messages = messages  # read once, by the start-up backfill of the analytics facts
 
     async def ensure_indexes(self) -> None:
         # One active conversation per candidate, enforced by the database (CONTRACT.md A.4).
@@ -175,11 +201,18 @@ class MongoConversationRepo:
         await self._c.create_index([("agentId", 1), ("routingSlot", 1)], unique=True, name="routing_slot_unique",
                                    partialFilterExpression={"status": {"$in": ACTIVE},
                                                             "routingSlot": {"$type": "int"}})
+        # The analytics summary selects by creation time, for everyone or for one supervisor's team.
+        await self._c.create_index("createdAt", name="by_created")
+        await self._c.create_index([("supervisorId", 1), ("createdAt", 1)], name="by_supervisor_created")
 
     @translate_errors
     async def insert(self, conv: Conversation) -> Conversation:
+        doc = to_document(conv)
+        for fact in _FACTS_ABSENT_UNTIL_SET:
+            if doc.get(fact) is None:
+                doc.pop(fact, None)
         try:
-            await self._c.insert_one(to_document(conv))
+            await self._c.insert_one(doc)
         except pymongo.errors.DuplicateKeyError:
             raise Conflict("Candidate already has an active conversation") from None
         return conv
@@ -212,6 +245,7 @@ class MongoConversationRepo:
             "$set": {"agentId": agent_id},
             "$unset": {"routingSlot": ""},
             "$push": {"assignments": to_document(Assignment(agent_id, at, by))},
+            "$min": {"firstAssignedAt": at},  # a reassignment or transfer keeps the first one
         })
 
     @translate_errors
@@ -222,7 +256,8 @@ class MongoConversationRepo:
             return await self._update(
                 {"_id": conv_id, "status": ConversationStatus.OPEN.value, "agentId": None},
                 {"$set": {"agentId": agent_id, "routingSlot": slot},
-                 "$push": {"assignments": to_document(Assignment(agent_id, at, None))}},
+                 "$push": {"assignments": to_document(Assignment(agent_id, at, None))},
+                 "$min": {"firstAssignedAt": at}},
             )
         except pymongo.errors.DuplicateKeyError:
             return False
@@ -265,14 +300,14 @@ class MongoConversationRepo:
         )
 
     @translate_errors
-    async def close(self, conv_id: ObjectId, expected: ConversationStatus, *,
+    async def close(self, conv_id: ObjectId, expected: ConversationStatus, *, at: datetime,
                     agent_id: ObjectId | None = None) -> Conversation | None:
         """Close if still in ``expected`` status (and still the agent's); ``None`` otherwise."""
         query: dict[str, Any] = {"_id": conv_id, "status": expected.value}
         if agent_id is not None:
             query["agentId"] = agent_id
         return await self._update(
-            query, {"$set": {"status": ConversationStatus.CLOSED.value, "closedAt": utcnow()}}
+            query, {"$set": {"status": ConversationStatus.CLOSED.value, "closedAt": at}}
         )
 
     @translate_errors
@@ -321,6 +356,119 @@ class MongoConversationRepo:
                             conversations_handled=handled.get(row["_id"], 0))
             async for row in teams_cursor
         ]
+
+    # --- analytics facts (README "Analytics") --------------------------------------------------
+
+    @translate_errors
+    async def record_messages(self, counts: dict[ObjectId, int],
+                              first_agent_message: dict[ObjectId, datetime]) -> None:
+        """One message-writer batch in one round trip: ``counts`` more messages per conversation
+        (negative: a correction) and, for conversations whose first agent message may be in the
+        batch, that message's time (the earliest wins, in whatever order writes land).
+        Conversations with the same count and no agent message share one ``update_many``."""
+        ops: list[Any] = []
+        same_count: dict[int, list[ObjectId]] = {}
+        for conv_id, count in counts.items():
+            at = first_agent_message.get(conv_id)
+            if at is None:
+                same_count.setdefault(count, []).append(conv_id)
+                continue
+            # An update pipeline, because the aggregation ``$min`` (unlike the update operator)
+            # ignores a missing or null operand: both facts in one operation.
+            ops.append(pymongo.UpdateOne({"_id": conv_id}, [{"$set": {
+                "messageCount": {"$add": [{"$ifNull": ["$messageCount", 0]}, count]},
+                "firstAgentMessageAt": {"$min": ["$firstAgentMessageAt", at]},
+            }}]))
+        ops += [pymongo.UpdateMany({"_id": {"$in": ids}}, {"$inc": {"messageCount": count}})
+                for count, ids in same_count.items()]
+        if ops:
+            await self._c.bulk_write(ops, ordered=False)
+
+    @translate_errors
+    async def summary(self, start: datetime, end: datetime, group_by: GroupBy,
+                      supervisor_id: ObjectId | None) -> list[SummaryRow]:
+        """One aggregation over the conversations created in ``[start, end)`` (an index range on
+        ``createdAt``, or on ``supervisorId, createdAt`` for a team): a row per group that has
+        conversations, without names."""
+        pipeline = [
+            {"$match": _summary_match(start, end, supervisor_id)},
+            {"$project": {
+                "_id": 0,
+                "key": _GROUP_KEYS[group_by],
+                "closed": {"$cond": [{"$eq": ["$status", ConversationStatus.CLOSED.value]}, 1, 0]},
+                "messages": {"$ifNull": ["$messageCount", 0]},
+                "firstResponse": _seconds_since_creation("firstAgentMessageAt"),
+                "resolution": _seconds_since_creation("closedAt"),
+                "wait": _seconds_since_creation("firstAssignedAt"),
+            }},
+            {"$group": {
+                "_id": "$key",
+                "created": {"$sum": 1},
+                "closed": {"$sum": "$closed"},
+                "messages": {"$sum": "$messages"},
+                "firstResponse": {"$push": "$firstResponse"},
+                "resolution": {"$push": "$resolution"},
+                "wait": {"$push": "$wait"},
+            }},
+        ]
+        # The samples come back and are ranked here: on SecantusDB, sorting them in the pipeline
+        # ($sortArray) cost more than the rest of the aggregation, and sorting a few thousand
+        # numbers in Python costs a millisecond. (A group's samples travel in one document, so one
+        # group can hold about 300,000 conversations before the 16 MB document limit.)
+        cursor = await _maybe_await(self._c.aggregate(pipeline))
+        return [
+            SummaryRow(key=row["_id"], created=row["created"], closed=row["closed"], messages=row["messages"],
+                       first_response=Distribution.of(row["firstResponse"]),
+                       resolution=Distribution.of(row["resolution"]), wait=Distribution.of(row["wait"]))
+            async for row in cursor
+        ]
+
+    @translate_errors
+    async def summary_plan(self, start: datetime, end: datetime, supervisor_id: ObjectId | None) -> list[str]:
+        """The stages of the winning plan of the summary's ``$match``, outermost first (tests and
+        the benchmark check that it reads an index range, ``IXSCAN``, not the collection)."""
+        explained = await self._c.find(_summary_match(start, end, supervisor_id)).explain()
+        stages, plan = [], explained["queryPlanner"]["winningPlan"]
+        while plan:
+            stages.append(plan["stage"])
+            plan = plan.get("inputStage")
+        return stages
+
+    @translate_errors
+    async def backfill_facts(self) -> int:
+        """Give conversations written before the analytics facts existed (no ``messageCount``)
+        their facts, from their messages and assignment history; how many were backfilled.
+        Idempotent: a conversation with the facts is never touched again, and the dates go
+        through ``$min``. Without an assignment history there is no first-assignment time."""
+        total = 0
+        while True:
+            docs = await self._c.find({"messageCount": {"$exists": False}},
+                                      {"assignments": 1}).limit(BACKFILL_BATCH).to_list(None)
+            if not docs:
+                return total
+            cursor = await _maybe_await(self._messages.aggregate([
+                {"$match": {"conversationId": {"$in": [d["_id"] for d in docs]}}},
+                {"$group": {"_id": "$conversationId", "count": {"$sum": 1},
+                            "firstAgent": {"$min": {"$cond": [{"$eq": ["$senderRole", Role.AGENT.value]},
+                                                              "$createdAt", None]}}}},
+            ]))
+            found = {row["_id"]: row async for row in cursor}
+            ops = []
+            for doc in docs:
+                facts = found.get(doc["_id"], {})
+                earliest: dict[str, Any] = {}
+                if facts.get("firstAgent") is not None:
+                    earliest["firstAgentMessageAt"] = facts["firstAgent"]
+                first = next((a.get("at") for a in doc.get("assignments") or [] if a.get("agentId") is not None),
+                             None)
+                if first is not None:
+                    earliest["firstAssignedAt"] = first
+                update: dict[str, Any] = {"$set": {"messageCount": facts.get("count", 0)}}
+                if earliest:
+                    update["$min"] = earliest
+                ops.append(pymongo.UpdateOne({"_id": doc["_id"], "messageCount": {"$exists": False}}, update))
+            await self._c.bulk_write(ops, ordered=False)
+            total += len(ops)
 
 
 class MongoMessageRepo:
@@ -464,8 +612,12 @@ class MongoPresenceRepo:
 WRITER = "writer"  # message field: which process stored it
 STREAM_AWAIT_MS = 500  # a quiet stream answers this often, which keeps its position fresh
 _FOLLOWED = {"messages": Message, "conversations": Conversation, "presence": AgentPresence, "routing": Routing}
+# The message writer's analytics facts (``messageCount``, with ``firstAgentMessageAt``) change a
+# conversation with every batch but concern no socket: the stream leaves those updates out, so
+# they cost the other processes nothing.
 _CHANGES_PIPELINE = [{"$match": {"ns.coll": {"$in": list(_FOLLOWED)},
-                                 "operationType": {"$in": ["insert", "update", "replace"]}}}]
+                                 "operationType": {"$in": ["insert", "update", "replace"]},
+                                 "updateDescription.updatedFields.messageCount": {"$exists": False}}}]
 _CANNOT_RESUME = {260, 280, 286}  # InvalidResumeToken, ChangeStreamFatalError, ChangeStreamHistoryLost
 _NEEDS_REPLICA_SET = {40573, 40324}
 
@@ -493,7 +645,7 @@ class MongoStore:
         self._db = db
         self.writer = writer or str(ObjectId())  # this process, as its message documents name it
         self.users = MongoUserRepo(db["users"])
-        self.conversations = MongoConversationRepo(db["conversations"], db["users"])
+        self.conversations = MongoConversationRepo(db["conversations"], db["users"], db["messages"])
         self.messages = MongoMessageRepo(db["messages"], self.writer)
         self.routing = MongoRoutingRepo(db["routing"])
         self.presence = MongoPresenceRepo(db["presence"])

@@ -72,6 +72,15 @@ async def console_handler(request: web.Request) -> web.Response:
     return response
 
 
+@routes.get("/console/analytics", name="dashboard")
+async def dashboard_handler(request: web.Request) -> web.Response:
+    """The analytics dashboard (README "Analytics"): its own page and script, the console's headers
+    and CSP; it reads the token the console keeps in the tab's sessionStorage, or asks to log in."""
+    response = aiohttp_jinja2.render_template("dashboard.html", request, {"asset": asset_url})
+    response.headers.update(PAGE_HEADERS)
+    return response
+
+
 @routes.get("/static/{name}", name="static")
 async def static_handler(request: web.Request) -> web.StreamResponse:
     """The console's own files, by exact name (a flat allow-list: no directory walking). A missing
