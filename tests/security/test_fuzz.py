@@ -23,7 +23,8 @@ from livechat.domain.auth import LoginRequest, SignupRequest
 from livechat.domain.conversations import AssignAgent, CreateConversation
 from livechat.errors import InvalidInput
 from livechat.realtime import protocol as p
-from livechat.serialization import _camel, parse
+from livechat.naming import camel
+from livechat.serialization import parse
 from tests.conftest import PASSWORD
 from tests.security.helpers import (
     assert_no_internals,
@@ -55,7 +56,7 @@ plausible = (hex_ids | st.sampled_from(["candidate", "agent", "supervisor", "adm
                                         "a@example.com", " A@Example.COM ", "x" * 129, "\ud800", "", " "])
              | st.integers(min_value=-2, max_value=2**54) | st.sampled_from([{"$ne": None}, {"$gt": ""}, [], ["x"]]))
 field_values = plausible | json_values
-ALL_FIELDS = sorted({_camel(f.name) for cls in REQUEST_CLASSES for f in attrs.fields(cls)}
+ALL_FIELDS = sorted({camel(f.name) for cls in REQUEST_CLASSES for f in attrs.fields(cls)}
                     | {"_id", "passwordHash", "role", "status", "seq", "senderId"})
 # A dict shaped like some request: known keys with odd values, plus the occasional stranger.
 request_dicts = st.dictionaries(st.sampled_from(ALL_FIELDS) | st.text(max_size=8), field_values, max_size=7)
@@ -91,7 +92,7 @@ def test_parse_returns_the_request_or_invalid_input(cls, data):
         if isinstance(value, str):
             value.encode("utf-8")  # no lone surrogates got through
         if isinstance(value, ObjectId):
-            assert data[_camel(field.name)].lower() == str(value)
+            assert data[camel(field.name)].lower() == str(value)
 
 
 @FUZZ
