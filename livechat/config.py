@@ -12,7 +12,7 @@ import os
 import re
 import secrets
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,7 @@ class FanoutMode(enum.Enum):
 def _between(lo: float, hi: float):
     def check(instance: Any, attribute: attrs.Attribute, value: float) -> None:
         if not lo <= value <= hi:
-            raise ValueError(f"must be between {lo} and {hi}, got {value}")
+            raise ValueError(f"{attribute.name}: must be between {lo} and {hi}, got {value}")
 
     return check
 
@@ -183,7 +183,7 @@ def load_settings(path: str | os.PathLike | None = None, environ: Mapping[str, s
     for name, text in environ.items():
         target = _env_target(name)
         if target is not None:
-            values[target] = (_coerce_env, text, name)
+            values[target] = (_FROM_ENV, text, name)
     return _build(values)
 
 
@@ -191,7 +191,7 @@ def _from_toml(raw: dict[str, Any]) -> dict[tuple[str, str], tuple]:
     values: dict[tuple[str, str], tuple] = {}
     for key, value in raw.items():
         if key == "profile":
-            values[("", "profile")] = (_coerce_toml, value, "profile")
+            values[("", "profile")] = (_FROM_TOML, value, "profile")
             continue
         if key not in SECTIONS:
             raise ConfigError(f"unknown setting {key!r} in config.toml")
@@ -201,7 +201,7 @@ def _from_toml(raw: dict[str, Any]) -> dict[tuple[str, str], tuple]:
         for sub, subvalue in value.items():
             if sub not in names:
                 raise ConfigError(f"unknown setting '{key}.{sub}' in config.toml")
-            values[(key, sub)] = (_coerce_toml, subvalue, f"{key}.{sub}")
+            values[(key, sub)] = (_FROM_TOML, subvalue, f"{key}.{sub}")
     return values
 
 
@@ -226,13 +226,13 @@ def _build(values: dict[tuple[str, str], tuple]) -> Settings:
     for section, cls in SECTIONS.items():
         fields = {f.name: f for f in attrs.fields(cls)}
         args = {}
-        for (sec, key), (coerce, value, label) in values.items():
+        for (sec, key), (source, value, label) in values.items():
             if sec == section:
-                args[key] = coerce(value, fields[key].type, label)
+                args[key] = _coerce(source, value, fields[key].type, label)
         kwargs[section] = _construct(cls, args, section)
     if ("", "profile") in values:
-        coerce, value, label = values[("", "profile")]
-        kwargs["profile"] = coerce(value, Profile, label)
+        source, value, label = values[("", "profile")]
+        kwargs["profile"] = _coerce(source, value, Profile, label)
     settings = Settings(**kwargs)
     _check_profile(settings)
     return settings
@@ -241,14 +241,8 @@ def _build(values: dict[tuple[str, str], tuple]) -> Settings:
 def _construct(cls: type, args: dict[str, Any], section: str) -> Any:
     try:
         return cls(**args)
-    except ValueError as exc:
-        # attrs validators name the attribute only through our message; find which one failed.
-        for name, value in args.items():
-            try:
-                attrs.evolve(cls(), **{name: value})
-            except ValueError as inner:
-                raise ConfigError(f"{section}.{name}: {inner}") from None
-        raise ConfigError(f"[{section}]: {exc}") from None
+    except ValueError as exc:  # our validators start their message with the field's name
+        raise ConfigError(f"{section}.{exc}") from None
 
 
 def _check_profile(s: Settings) -> None:
@@ -296,67 +290,67 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
 
 
-def _coerce_toml(value: Any, target: Any, label: str) -> Any:
-    """TOML values are typed already: accept the right type only (no "3000" for an int)."""
+def _split_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+@frozen
+class _Kind:
+    """How one setting type is read: from TOML, whose values are typed already (no "3000" for an
+    int), and from the environment, whose values are text."""
+
+    from_toml: Callable[[Any], Any]
+    from_env: Callable[[str], Any]
+
+
+def _exactly(*types: type, expected: str) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise ValueError(expected)
+        return value
+    return check
+
+
+def _duration_from_toml(value: Any) -> timedelta:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        return parse_duration(value)
+    raise ValueError("expected a duration such as \"24h\"")
+
+
+def _list_from_toml(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return _split_list(value)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError("expected a list of strings")
+    return tuple(value)
+
+
+def _enum_kind(cls: type[enum.Enum]) -> _Kind:
+    return _Kind(cls, lambda text: cls(text.strip().lower()))
+
+
+_KINDS: dict[str, _Kind] = {  # by the type's name as the settings classes spell it
+    "int": _Kind(_exactly(int, expected="expected an integer"), lambda text: int(text.strip())),
+    "float": _Kind(lambda v: float(_exactly(int, float, expected="expected a number")(v)),
+                   lambda text: float(text.strip())),
+    "str": _Kind(_exactly(str, expected="expected a string"), str),
+    "timedelta": _Kind(_duration_from_toml, parse_duration),
+    "tuple[str, ...]": _Kind(_list_from_toml, _split_list),
+    **{cls.__name__: _enum_kind(cls) for cls in (Profile, Driver, FanoutMode)},
+}
+_FROM_TOML, _FROM_ENV = "toml", "env"
+
+
+def _coerce(source: str, value: Any, target: Any, label: str) -> Any:
+    kind = _KINDS.get(target if isinstance(target, str) else target.__name__)
+    if kind is None:
+        raise ConfigError(f"{label}: unsupported setting type {target}")
     try:
-        if target in ("int", int):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError("expected an integer")
-            return value
-        if target in ("float", float):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError("expected a number")
-            return float(value)
-        if target in ("str", str):
-            if not isinstance(value, str):
-                raise ValueError("expected a string")
-            return value
-        if target in ("timedelta", timedelta):
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                return timedelta(seconds=value)
-            if isinstance(value, str):
-                return parse_duration(value)
-            raise ValueError("expected a duration such as \"24h\"")
-        if target in ("tuple[str, ...]",):
-            if isinstance(value, str):
-                return _split_list(value)
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise ValueError("expected a list of strings")
-            return tuple(value)
-        enum_cls = _enum_for(target)
-        if enum_cls is not None:
-            return enum_cls(value)
+        return (kind.from_toml if source == _FROM_TOML else kind.from_env)(value)
     except ValueError as exc:
         raise ConfigError(f"{label}: {_reason(exc, value)}") from None
-    raise ConfigError(f"{label}: unsupported setting type {target}")
-
-
-def _coerce_env(text: str, target: Any, label: str) -> Any:
-    """Environment values are strings: convert them to the setting's type."""
-    try:
-        if target in ("int", int):
-            return int(text.strip())
-        if target in ("float", float):
-            return float(text.strip())
-        if target in ("str", str):
-            return text
-        if target in ("timedelta", timedelta):
-            return parse_duration(text)
-        if target in ("tuple[str, ...]",):
-            return _split_list(text)
-        enum_cls = _enum_for(target)
-        if enum_cls is not None:
-            return enum_cls(text.strip().lower())
-    except ValueError as exc:
-        raise ConfigError(f"{label}: {_reason(exc, text)}") from None
-    raise ConfigError(f"{label}: unsupported setting type {target}")
-
-
-def _enum_for(target: Any) -> type[enum.Enum] | None:
-    for cls in (Profile, Driver, FanoutMode):
-        if target in (cls, cls.__name__):
-            return cls
-    return None
 
 
 def _reason(exc: ValueError, value: Any) -> str:
@@ -366,10 +360,6 @@ def _reason(exc: ValueError, value: Any) -> str:
     if text.startswith("invalid literal") or text.startswith("could not convert"):
         return f"expected a number, got {value!r}"
     return text
-
-
-def _split_list(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 # --- runtime secret -----------------------------------------------------------------------
