@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_CONTENT_CHARS = 10_000
+MAX_SEQ = 2**53  # the largest integer a JavaScript client holds exactly
 # Conversations whose next seq is remembered; the least recently written are forgotten (and
 # reloaded from the database if they are written again), so the map stays bounded.
 SEQ_COUNTERS = 10_000

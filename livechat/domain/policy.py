@@ -68,31 +68,34 @@ class Rule:
 ANYONE = frozenset(Role)
 ADMIN, SUPERVISOR, AGENT, CANDIDATE = Role.ADMIN, Role.SUPERVISOR, Role.AGENT, Role.CANDIDATE
 STAFF = frozenset({ADMIN, SUPERVISOR, AGENT})
-R = Relation  # short, so the table below reads as a table
+# Relations to a conversation, named by who holds them.
+EVERY_PARTY = frozenset({Relation.ADMIN, Relation.OWNER, Relation.SUPERVISOR, Relation.ASSIGNED_AGENT})
+IN_CHARGE = frozenset({Relation.ADMIN, Relation.SUPERVISOR})
+IN_THE_CHAT = frozenset({Relation.OWNER, Relation.ASSIGNED_AGENT})
 
 RULES: dict[Action, Rule] = {
     Action.CREATE_CONVERSATION: Rule(frozenset({CANDIDATE})),
-    Action.ASSIGN: Rule(frozenset({SUPERVISOR}), frozenset({R.SUPERVISOR}), access_error="cannot assign agent"),
-    Action.VIEW: Rule(ANYONE, frozenset({R.ADMIN, R.OWNER, R.SUPERVISOR, R.ASSIGNED_AGENT})),
+    Action.ASSIGN: Rule(frozenset({SUPERVISOR}), frozenset({Relation.SUPERVISOR}), access_error="cannot assign agent"),
+    Action.VIEW: Rule(ANYONE, EVERY_PARTY),
     Action.LIST_CONVERSATIONS: Rule(ANYONE),
-    Action.CLOSE_OVER_HTTP: Rule(frozenset({ADMIN, SUPERVISOR}), frozenset({R.ADMIN, R.SUPERVISOR})),
+    Action.CLOSE_OVER_HTTP: Rule(frozenset({ADMIN, SUPERVISOR}), IN_CHARGE),
     Action.READ_ANALYTICS: Rule(frozenset({ADMIN})),
     Action.READ_ANALYTICS_SUMMARY: Rule(frozenset({ADMIN, SUPERVISOR})),  # scope: see analytics_team
     Action.LIST_SUPERVISORS: Rule(ANYONE),
     Action.LIST_AGENTS: Rule(frozenset({ADMIN, SUPERVISOR})),
-    Action.TRANSFER: Rule(STAFF, frozenset({R.ADMIN, R.SUPERVISOR, R.ASSIGNED_AGENT})),
+    Action.TRANSFER: Rule(STAFF, IN_CHARGE | {Relation.ASSIGNED_AGENT}),
     Action.READ_ROUTING: Rule(frozenset({ADMIN, SUPERVISOR})),
     Action.CHANGE_ROUTING: Rule(frozenset({ADMIN, SUPERVISOR})),
-    Action.JOIN: Rule(frozenset({CANDIDATE, AGENT}), frozenset({R.OWNER, R.ASSIGNED_AGENT}),
+    Action.JOIN: Rule(frozenset({CANDIDATE, AGENT}), IN_THE_CHAT,
                       FORBIDDEN_FOR_ROLE, NOT_ALLOWED, unknown_is_forbidden=True),
-    Action.SEND: Rule(frozenset({CANDIDATE, AGENT}), frozenset({R.OWNER, R.ASSIGNED_AGENT}),
+    Action.SEND: Rule(frozenset({CANDIDATE, AGENT}), IN_THE_CHAT,
                       FORBIDDEN_FOR_ROLE, NOT_ALLOWED, unknown_is_forbidden=True),
     Action.LEAVE: Rule(frozenset({CANDIDATE, AGENT}), role_error=FORBIDDEN_FOR_ROLE),
-    Action.CLOSE_IN_CHAT: Rule(frozenset({AGENT}), frozenset({R.ASSIGNED_AGENT}),
+    Action.CLOSE_IN_CHAT: Rule(frozenset({AGENT}), frozenset({Relation.ASSIGNED_AGENT}),
                                FORBIDDEN_FOR_ROLE, NOT_ALLOWED, unknown_is_forbidden=True),
     Action.SUBSCRIBE_INBOX: Rule(ANYONE, role_error=FORBIDDEN_FOR_ROLE),
     Action.SET_PRESENCE: Rule(frozenset({AGENT}), role_error=FORBIDDEN_FOR_ROLE),
-    Action.WATCH: Rule(frozenset({ADMIN, SUPERVISOR}), frozenset({R.ADMIN, R.SUPERVISOR}),
+    Action.WATCH: Rule(frozenset({ADMIN, SUPERVISOR}), IN_CHARGE,
                        FORBIDDEN_FOR_ROLE, NOT_ALLOWED, unknown_is_forbidden=True),
     Action.UNWATCH: Rule(frozenset({ADMIN, SUPERVISOR}), role_error=FORBIDDEN_FOR_ROLE),
 }
@@ -100,14 +103,14 @@ RULES: dict[Action, Rule] = {
 
 def relation(user: User, conv: Conversation) -> Relation:
     if user.role is ADMIN:
-        return R.ADMIN
+        return Relation.ADMIN
     if user.role is CANDIDATE and conv.candidate_id == user.id:
-        return R.OWNER
+        return Relation.OWNER
     if user.role is SUPERVISOR and conv.supervisor_id == user.id:
-        return R.SUPERVISOR
+        return Relation.SUPERVISOR
     if user.role is AGENT and conv.agent_id == user.id:
-        return R.ASSIGNED_AGENT
-    return R.NONE
+        return Relation.ASSIGNED_AGENT
+    return Relation.NONE
 
 
 def ensure_role(user: User, action: Action) -> None:

@@ -12,7 +12,7 @@ import attrs
 from attrs import field, frozen
 from bson import ObjectId
 
-from livechat.domain.messages import MAX_CONTENT_CHARS
+from livechat.domain.messages import MAX_CONTENT_CHARS, MAX_SEQ
 from livechat.domain.models import Conversation, Message, Presence
 from livechat.serialization import conversation_item, iso, message_view
 
@@ -55,7 +55,6 @@ CLOSE_INTERNAL = 1011
 CLOSE_TRY_LATER = 1013  # a slow consumer, or the server could not check the token (database down)
 
 MAX_CLIENT_MESSAGE_ID = 64
-MAX_SEQ = 2**53  # the largest integer a JavaScript client holds exactly
 
 
 # --- outbound frames: built here and nowhere else ---------------------------------------------

@@ -12,6 +12,7 @@ from bson import ObjectId
 
 from livechat.domain import policy
 from livechat.domain.conversations import AssignAgent, CreateConversation
+from livechat.domain.messages import MAX_SEQ
 from livechat.domain.models import ConversationStatus, Role, User
 from livechat.domain.routing import RoutingUpdate
 from livechat.domain.policy import Action
@@ -122,7 +123,7 @@ async def get_conversation_handler(request: web.Request) -> web.Response:
 async def history_handler(request: web.Request) -> web.Response:
     user = await authorized(request, Action.VIEW)
     conv_id = path_id(request)
-    after_seq = query_int(request, "afterSeq", 0, 0, 2**53)
+    after_seq = query_int(request, "afterSeq", 0, 0, MAX_SEQ)
     page = await request.app[services_key].conversations.history(
         user, conv_id, after_seq=after_seq, limit=limit_param(request))
     return ok({"messages": [message_view(m) for m in page.messages], "nextAfterSeq": page.next_after_seq})
