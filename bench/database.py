@@ -15,13 +15,15 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Any
 
 from bson import ObjectId
 
 from bench.loadgen import CONTENT_CHARS, FILLER
 from bench.procstats import Watch, measure
+from livechat.config import Driver
+from livechat.storage.embedded import loopback_uri
+from livechat.storage.mongo import client_class
 
 
 def configured_driver() -> str:
@@ -39,11 +41,7 @@ async def _maybe_await(value: Any) -> Any:
 
 @contextlib.asynccontextmanager
 async def client(uri: str, driver: str) -> AsyncIterator[Any]:
-    if driver == "pymongo":
-        from pymongo import AsyncMongoClient as factory
-    else:
-        from motor.motor_asyncio import AsyncIOMotorClient as factory
-    mongo = factory(uri, tz_aware=True, serverSelectionTimeoutMS=5000, appname="livechat-bench")
+    mongo = client_class(Driver(driver))(uri, tz_aware=True, serverSelectionTimeoutMS=5000, appname="livechat-bench")
     try:
         yield mongo
     finally:
@@ -52,12 +50,7 @@ async def client(uri: str, driver: str) -> AsyncIterator[Any]:
 
 def livechat_uri(port: int) -> str:
     """The URI livechat itself uses for its embedded database on ``port`` (same options)."""
-    try:
-        from livechat.storage.embedded import EmbeddedServer
-
-        return EmbeddedServer.uri.fget(SimpleNamespace(host="127.0.0.1", port=port))
-    except Exception:  # noqa: BLE001 — the property moved or changed: fall back to today's form
-        return f"mongodb://127.0.0.1:{port}/?directConnection=true"
+    return loopback_uri("127.0.0.1", port)
 
 
 def with_option(uri: str, option: str) -> str:

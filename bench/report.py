@@ -34,89 +34,88 @@ def _knees(results: dict, key: str) -> dict[int, dict]:
 
 
 def evaluate(results: dict) -> list[Target]:
-    targets = [t for t in (_multiprocess_target(results), _desk_target(results)) if t is not None]
+    """Every target, in the order the table shows them; one function each."""
+    return [target for check in TARGETS for target in check(results)]
 
-    # 1. integrity, at every point the livechat server was driven
+
+def _integrity_target(results: dict) -> list[Target]:
+    """At every point the livechat server was driven."""
+    name = "0 lost / duplicated / out-of-order messages at every point"
     fleets = []
     if results.get("chat", {}).get("integrity"):
         fleets.append(results["chat"]["integrity"])
     fleets += [r["integrity"] for r in _knees(results, "capacity").values() if r.get("integrity")]
-    if fleets:
-        sums = {k: sum(f.get(k, 0) for f in fleets) for k in (*INTEGRITY_KEYS, "sent", "late", "refused")}
-        ok = all(sums[k] == 0 for k in INTEGRITY_KEYS)
-        targets.append(Target(
-            "0 lost / duplicated / out-of-order messages at every point", "PASS" if ok else "FAIL",
-            f"lost {sums['lost']} (unacked {sums['unacked']}), duplicated {sums['duplicated']}, out-of-order "
-            f"{sums['out_of_order']}, seq gaps {sums['seq_gaps']} over {sums['sent']:,} sends "
-            f"({len(fleets)} runs; refused {sums['refused']}, late {sums['late']})"))
-    else:
-        targets.append(Target("0 lost / duplicated / out-of-order messages at every point", "n/a", "not run"))
+    if not fleets:
+        return [Target(name, "n/a", "not run")]
+    sums = {k: sum(f.get(k, 0) for f in fleets) for k in (*INTEGRITY_KEYS, "sent", "late", "refused")}
+    ok = all(sums[k] == 0 for k in INTEGRITY_KEYS)
+    return [Target(name, "PASS" if ok else "FAIL",
+                   f"lost {sums['lost']} (unacked {sums['unacked']}), duplicated {sums['duplicated']}, out-of-order "
+                   f"{sums['out_of_order']}, seq gaps {sums['seq_gaps']} over {sums['sent']:,} sends "
+                   f"({len(fleets)} runs; refused {sums['refused']}, late {sums['late']})")]
 
-    # 2. durable capacity at 1,000 conversations vs the physical limits
+
+def _capacity_target(results: dict) -> list[Target]:
+    """Durable capacity at 1,000 conversations against the physical limits."""
     cap, minimal = _knees(results, "capacity"), _knees(results, "minimal")
     db = ((results.get("limits") or {}).get("database") or {}).get("docs_per_s")
     name = "durable capacity at N=1,000 ≥ 50% of min(database inserts, minimal broadcast)"
-    if cap and minimal and db:
-        n = 1000 if 1000 in cap else max(cap)
-        m = minimal.get(n) or minimal[max(minimal)]
-        limit = min(db, m["knee_rate"] or 0)
-        knee = cap[n]["knee_rate"] or 0
-        note = "" if n == 1000 else f" [quick run: N={n}]"
-        targets.append(Target(name, "PASS" if limit and knee >= 0.5 * limit else "FAIL",
-                              f"{knee:,.0f} msgs/s vs 50% × min({db:,.0f} docs/s, {m['knee_rate'] or 0:,.0f} msgs/s "
-                              f"at N={m['conversations']}) = {0.5 * limit:,.0f} → {knee / limit:.0%} of the limit{note}"
-                              if limit else "limit unknown"))
-    else:
-        targets.append(Target(name, "n/a", "needs capacity and limits"))
+    if not (cap and minimal and db):
+        return [Target(name, "n/a", "needs capacity and limits")]
+    n = 1000 if 1000 in cap else max(cap)
+    m = minimal.get(n) or minimal[max(minimal)]
+    limit = min(db, m["knee_rate"] or 0)
+    knee = cap[n]["knee_rate"] or 0
+    note = "" if n == 1000 else f" [quick run: N={n}]"
+    return [Target(name, "PASS" if limit and knee >= 0.5 * limit else "FAIL",
+                   f"{knee:,.0f} msgs/s vs 50% × min({db:,.0f} docs/s, {m['knee_rate'] or 0:,.0f} msgs/s "
+                   f"at N={m['conversations']}) = {0.5 * limit:,.0f} → {knee / limit:.0%} of the limit{note}"
+                   if limit else "limit unknown")]
 
-    # 3. latency at a quarter of the knee
+
+def _quarter_knee_target(results: dict) -> list[Target]:
     name = "p99 ≤ 10 ms at a quarter of the knee rate"
-    quarters = {n: r["quarter_knee"] for n, r in cap.items() if r.get("quarter_knee")}
-    if quarters:
-        ok = all((q["latency_ms"]["p99"] or 1e9) <= 10 for q in quarters.values())
-        targets.append(Target(name, "PASS" if ok else "FAIL", ", ".join(
-            f"N={n}: {q['latency_ms']['p99']} ms at {q['rate']:,.0f}/s" for n, q in quarters.items())))
-    else:
-        targets.append(Target(name, "n/a", "needs capacity"))
+    quarters = {n: r["quarter_knee"] for n, r in _knees(results, "capacity").items() if r.get("quarter_knee")}
+    if not quarters:
+        return [Target(name, "n/a", "needs capacity")]
+    ok = all((q["latency_ms"]["p99"] or 1e9) <= 10 for q in quarters.values())
+    return [Target(name, "PASS" if ok else "FAIL", ", ".join(
+        f"N={n}: {q['latency_ms']['p99']} ms at {q['rate']:,.0f}/s" for n, q in quarters.items()))]
 
-    # 4. memory per idle socket
+
+def _idle_socket_target(results: dict) -> list[Target]:
     conn = results.get("connections") or {}
     name = "≤ 40 KiB RSS per idle authenticated socket at 5,000 sockets"
-    if conn.get("rss_per_socket_kib") is not None:
-        note = "" if conn["sockets"] >= 5000 else f" [quick run: {conn['sockets']} sockets]"
-        targets.append(Target(name, "PASS" if conn["rss_per_socket_kib"] <= 40 else "FAIL",
-                              f"{conn['rss_per_socket_kib']} KiB/socket ({conn['opened']} open, "
-                              f"{conn['alive_at_end']} alive after {conn['idle_s']:g} s){note}"))
-    else:
-        targets.append(Target(name, "n/a", conn.get("skipped", "not run")))
+    if conn.get("rss_per_socket_kib") is None:
+        return [Target(name, "n/a", conn.get("skipped", "not run"))]
+    note = "" if conn["sockets"] >= 5000 else f" [quick run: {conn['sockets']} sockets]"
+    return [Target(name, "PASS" if conn["rss_per_socket_kib"] <= 40 else "FAIL",
+                   f"{conn['rss_per_socket_kib']} KiB/socket ({conn['opened']} open, "
+                   f"{conn['alive_at_end']} alive after {conn['idle_s']:g} s){note}")]
 
-    # 5. login storm
+
+def _login_targets(results: dict) -> list[Target]:
     logins = results.get("logins") or {}
-    if logins.get("logins_per_s") is not None:
-        p99 = logins["health_live_ms"]["p99"]
-        targets.append(Target("/health/live p99 ≤ 50 ms during the login storm",
-                              "PASS" if p99 is not None and p99 <= 50 else "FAIL",
-                              f"p99 {p99} ms, max {logins['health_live_ms']['max']} ms "
-                              f"({logins['health_samples']} polls)"))
-        targets.append(Target("login throughput ≥ 80% of cores ÷ one bcrypt hash time",
-                              "PASS" if logins["ratio"] >= 0.8 else "FAIL",
-                              f"{logins['logins_per_s']} logins/s vs {logins['cores']} ÷ {logins['hash_ms']} ms = "
-                              f"{logins['theoretical_logins_per_s']}/s → {logins['ratio']:.0%} "
-                              f"({logins['ok']}/{logins['logins']} ok)"))
-    else:
-        for name in ("/health/live p99 ≤ 50 ms during the login storm",
-                     "login throughput ≥ 80% of cores ÷ one bcrypt hash time"):
-            targets.append(Target(name, "n/a", logins.get("skipped", "not run")))
+    live, throughput = ("/health/live p99 ≤ 50 ms during the login storm",
+                        "login throughput ≥ 80% of cores ÷ one bcrypt hash time")
+    if logins.get("logins_per_s") is None:
+        return [Target(name, "n/a", logins.get("skipped", "not run")) for name in (live, throughput)]
+    p99 = logins["health_live_ms"]["p99"]
+    return [Target(live, "PASS" if p99 is not None and p99 <= 50 else "FAIL",
+                   f"p99 {p99} ms, max {logins['health_live_ms']['max']} ms ({logins['health_samples']} polls)"),
+            Target(throughput, "PASS" if logins["ratio"] >= 0.8 else "FAIL",
+                   f"{logins['logins_per_s']} logins/s vs {logins['cores']} ÷ {logins['hash_ms']} ms = "
+                   f"{logins['theoretical_logins_per_s']}/s → {logins['ratio']:.0%} "
+                   f"({logins['ok']}/{logins['logins']} ok)")]
 
-    # 6. start-up
+
+def _startup_target(results: dict) -> list[Target]:
     start = results.get("startup") or {}
-    if start.get("median_s") is not None:
-        targets.append(Target("start-up (spawn → /health/ready 200, embedded database included) ≤ 3 s",
-                              "PASS" if start["median_s"] <= 3 else "FAIL",
-                              f"median {start['median_s']} s, max {start['max_s']} s over {len(start['runs'])} runs"))
-    else:
-        targets.append(Target("start-up ≤ 3 s", "n/a", start.get("skipped", "not run")))
-    return targets
+    if start.get("median_s") is None:
+        return [Target("start-up ≤ 3 s", "n/a", start.get("skipped", "not run"))]
+    return [Target("start-up (spawn → /health/ready 200, embedded database included) ≤ 3 s",
+                   "PASS" if start["median_s"] <= 3 else "FAIL",
+                   f"median {start['median_s']} s, max {start['max_s']} s over {len(start['runs'])} runs")]
 
 
 def _multiprocess_rows(results: dict) -> list[tuple[str, str, str, str]]:
@@ -174,6 +173,14 @@ def _desk_target(results: dict) -> Target | None:
                   "PASS" if change <= 10 and clean else "FAIL",
                   f"p99 {p99['desk']:.1f} ms with the desk vs {alone:.1f} ms alone (mean of {p99['alone']:.1f} "
                   f"and {p99['alone_again']:.1f}): {change:+.0f}%; {'clean' if clean else 'integrity errors'}")
+
+
+def _optional(check):
+    return lambda results: [t for t in (check(results),) if t is not None]
+
+
+TARGETS = (_optional(_multiprocess_target), _optional(_desk_target), _integrity_target, _capacity_target,
+           _quarter_knee_target, _idle_socket_target, _login_targets, _startup_target)
 
 
 def _rows(results: dict) -> list[tuple[str, str, str, str]]:

@@ -52,6 +52,17 @@ def resolve_command(command: str) -> str:
     return found
 
 
+def loopback_uri(host: str, port: int) -> str:
+    """The URI livechat uses for an embedded SecantusDB.
+
+    retryWrites=false: SecantusDB keeps a record of every retryable write (up to 10,000 for 30 min)
+    and scans them all on each write, so a write grew from ~1 ms to ~20 ms as they piled up
+    (measured by `make bench`). livechat does not need the driver's retry: a failed send is
+    answered with ERROR and resent by the client with the same clientMessageId.
+    """
+    return f"mongodb://{host}:{port}/?directConnection=true&retryWrites=false"
+
+
 class EmbeddedServer:
     """One ``secantusd-py`` process on a free loopback port."""
 
@@ -66,11 +77,7 @@ class EmbeddedServer:
 
     @property
     def uri(self) -> str:
-        # retryWrites=false: SecantusDB keeps a record of every retryable write (up to 10,000 for
-        # 30 min) and scans them all on each write, so a write grew from ~1 ms to ~20 ms as they
-        # piled up (measured by `make bench`). livechat does not need the driver's retry: a failed
-        # send is answered with ERROR and resent by the client with the same clientMessageId.
-        return f"mongodb://{self.host}:{self.port}/?directConnection=true&retryWrites=false"
+        return loopback_uri(self.host, self.port)
 
     def start(self) -> None:
         if self.storage_path != ":memory:":

@@ -694,7 +694,8 @@ class MongoStore:
             raise Unavailable() from exc
 
 
-def _client_factory(driver: Driver) -> Callable[..., Any]:
+def client_class(driver: Driver) -> Callable[..., Any]:
+    """The driver's client class (the benchmark opens its own clients with it too)."""
     if driver is Driver.PYMONGO:
         return pymongo.AsyncMongoClient
     from motor.motor_asyncio import AsyncIOMotorClient
@@ -708,7 +709,7 @@ async def open_store(cfg: DatabaseSettings, uri: str | None = None, *,
     """Connect, check the server answers (fail fast on a wrong URI), create indexes (a no-op
     when they exist), yield the store, close the client."""
     uri = uri or cfg.uri
-    client = _client_factory(cfg.driver)(
+    client = client_class(cfg.driver)(
         uri,
         tz_aware=True,
         uuidRepresentation="standard",
