@@ -391,3 +391,19 @@ async def test_an_agent_only_on_a_killed_process_goes_offline(tmp_path, mongo_ur
         proc1.kill(signal.SIGKILL)
         offline = await until_event(desk, "PRESENCE", timeout=15)  # within the claim's 3 s, plus a renewal
         assert (offline["userId"], offline["status"]) == (agent["_id"], "offline")
+
+
+async def test_new_agents_connecting_on_two_processes_at_once_get_working_sockets(tmp_path, mongo_uri):
+    """Both processes create an agent's presence document at the same moment; the one whose
+    upsert loses the race tries again (the benchmark's 1011 closes)."""
+    async with cluster(tmp_path, mongo_uri, 2) as (_, (p1, p2)):
+        supervisor = await p1.user("supervisor")
+        agents = await asyncio.gather(*(p1.user("agent", supervisorId=supervisor["_id"]) for _ in range(20)))
+        sockets = await asyncio.gather(*(api.socket(agent) for agent in agents for api in (p1, p2)))
+        for sock in sockets:  # each answers: none was closed with 1011
+            await sock.emit("NO_SUCH_EVENT", {})
+            assert (await sock.expect("ERROR")) == {"message": "Unknown event"}
+        presence = await agents_presence(p2, supervisor)
+        assert {presence[agent["_id"]]["presence"] for agent in agents} == {"available"}
+        for sock in sockets:
+            await sock.ws.close()

@@ -556,6 +556,9 @@ class MongoRoutingRepo:
         return [from_document(d, Routing) for d in await self._c.find({}).to_list(None)]
 
 
+UPSERT_ATTEMPTS = 3
+
+
 class MongoPresenceRepo:
     """One document per agent: its chosen status and, per process holding one of its sockets, when
     that process's claim expires (it renews them while it lives)."""
@@ -571,15 +574,25 @@ class MongoPresenceRepo:
                       now: datetime) -> AgentPresence:
         """This process holds a socket of the agent; an agent that was offline starts available.
         One write, so nobody sees the claim before the status that goes with it."""
-        before = await self._c.find_one({"_id": agent_id})
-        online = before is not None and any(exp > now for p, exp in (before.get("processes") or {}).items()
-                                             if p != process)
-        fields: dict[str, Any] = {f"processes.{process}": expires, "supervisorId": supervisor_id}
-        if not online:
-            fields.update(status=Presence.AVAILABLE.value, since=now)
-        doc = await self._c.find_one_and_update({"_id": agent_id}, {"$set": fields, "$inc": {"version": 1}},
-                                                upsert=True, return_document=pymongo.ReturnDocument.AFTER)
-        return from_document(doc, AgentPresence)
+        for _ in range(UPSERT_ATTEMPTS):
+            before = await self._c.find_one({"_id": agent_id})
+            online = before is not None and any(exp > now for p, exp in (before.get("processes") or {}).items()
+                                                 if p != process)
+            fields: dict[str, Any] = {f"processes.{process}": expires, "supervisorId": supervisor_id}
+            if not online:
+                fields.update(status=Presence.AVAILABLE.value, since=now)
+            try:
+                doc = await self._c.find_one_and_update({"_id": agent_id}, {"$set": fields, "$inc": {"version": 1}},
+                                                        upsert=True, return_document=pymongo.ReturnDocument.AFTER)
+            except pymongo.errors.DuplicateKeyError:
+                doc = None
+            # Another process created the document at the same moment: the upsert lost the race,
+            # which MongoDB answers with a duplicate key and SecantusDB 0.7 with no document (it
+            # updated the new one but returns nothing — the benchmark's 1011 closes). Again, now
+            # that it exists.
+            if doc is not None:
+                return from_document(doc, AgentPresence)
+        raise Unavailable()
 
     @translate_errors
     async def set_status(self, agent_id: ObjectId, status: Presence, now: datetime) -> AgentPresence:
