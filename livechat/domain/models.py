@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from attrs import field, frozen
@@ -175,7 +176,7 @@ class Routing:
 
 @frozen
 class AgentPresence:
-    """Where an agent is connected (process → when that entry expires) and what it chose."""
+    """Where an agent is connected (process → since when) and what it chose."""
 
     agent_id: ObjectId
     supervisor_id: ObjectId | None
@@ -184,5 +185,6 @@ class AgentPresence:
     processes: dict[str, datetime] = field(factory=dict)
     version: int = 0  # every write adds one: a late copy from the change feed never undoes a newer one
 
-    def effective(self, now: datetime) -> Presence:
-        return self.status if any(expires > now for expires in self.processes.values()) else Presence.OFFLINE
+    def effective(self, alive: Callable[[str, datetime], bool]) -> Presence:
+        """Its status while any process holding one of its sockets is alive, else offline."""
+        return self.status if any(alive(p, since) for p, since in self.processes.items()) else Presence.OFFLINE

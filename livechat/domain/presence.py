@@ -1,9 +1,11 @@
 """Agent presence (README "The support desk"): offline with no socket anywhere, else the status it chose.
 
 Each process counts its own sockets per agent and holds a claim on the agent's presence document
-(``processes.<process id>`` = when the claim expires) while it has one; it renews its claims
-every ``renew_every`` seconds, so a process that dies without a word (``kill -9``) leaves its agents
-online for at most ``ttl``. Every process keeps a view of every agent's document — loaded at start,
+(``processes.<process id>`` = since when) while it has one. Claims do not expire one by one: each
+process renews one heartbeat document every ``renew_every`` seconds, and a claim counts while its
+process's heartbeat does — so renewing costs one write per process however many agents it serves,
+and a process that dies without a word (``kill -9``) leaves its agents online for at most ``ttl``
+(plus one renewal, when another process notices and removes its claims). Every process keeps a view of every agent's document — loaded at start,
 then kept current by the change feed — and derives the effective presence from it.
 """
 
@@ -43,6 +45,7 @@ class PresenceService:
         self._effective: dict[ObjectId, tuple[Presence, datetime]] = {}
         self._sockets: collections.Counter[ObjectId] = collections.Counter()
         self._claimed: set[ObjectId] = set()  # agents whose document holds our claim
+        self._heartbeats: dict[str, datetime] = {}  # process → when it counts as dead, as last read
         self._settling: set[asyncio.Future[None]] = set()
         self._lock = asyncio.Lock()  # our writes to presence documents never interleave
 
@@ -91,7 +94,7 @@ class PresenceService:
             now = self._clock()
             try:
                 if wanted:
-                    doc = await self._repo.connect(user.id, user.supervisor_id, self._process, now + self._ttl, now)
+                    doc = await self._repo.connect(user.id, user.supervisor_id, self._process, now, self._alive)
                     self._claimed.add(user.id)
                 else:
                     self._claimed.discard(user.id)  # whatever happens next, the claim is not renewed
@@ -123,10 +126,18 @@ class PresenceService:
         self._view[doc.agent_id] = doc
         self._recompute(doc.agent_id, local)
 
+    def _alive(self, process: str, claimed_at: datetime) -> bool:
+        """Whether a claim counts: ours always; another process's while its heartbeat is fresh —
+        or, for a process whose heartbeat we have not read yet (it just started), for one ``ttl``."""
+        if process == self._process:
+            return True
+        expires = self._heartbeats.get(process)
+        return (expires if expires is not None else claimed_at + self._ttl) > self._clock()
+
     def _recompute(self, agent_id: ObjectId, local: bool) -> None:
         doc = self._view[agent_id]
         now = self._clock()
-        status = doc.effective(now)
+        status = doc.effective(self._alive)
         before = self._effective.get(agent_id)
         if before is not None and before[0] is status:
             return
@@ -139,7 +150,9 @@ class PresenceService:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        """Load every agent's document, then renew our claims and expire dead ones until we stop."""
+        """Beat once, load every agent's document, then beat and clear dead processes' claims until
+        we stop."""
+        await self._beat()
         for doc in await self._repo.all():
             self.apply(doc)
         task = asyncio.create_task(self._renew_loop(), name="presence-renewal")
@@ -152,17 +165,20 @@ class PresenceService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    async def _beat(self) -> None:
+        now = self._clock()
+        self._heartbeats = await self._repo.beat(self._process, now + self._ttl)
+        for process, expires in self._heartbeats.items():
+            if expires <= now and process != self._process:
+                log.info("process %s stopped renewing its heartbeat: its agents' claims go", process)
+                await self._repo.forget_process(process)
+
     async def _renew_loop(self) -> None:
         while True:
             await asyncio.sleep(self.renew_every)
-            now = self._clock()
             try:
-                if self._claimed:
-                    await self._repo.renew(self._process, now + self._ttl)
-                for agent_id, doc in list(self._view.items()):
-                    for process, expires in doc.processes.items():
-                        if expires <= now and process != self._process:
-                            await self._repo.forget_expired(agent_id, process, now)  # a dead process's claim
-                    self._recompute(agent_id, local=False)
+                await self._beat()
             except DomainError:
                 log.warning("presence renewal failed (database unavailable); retrying")
+            for agent_id in list(self._view):
+                self._recompute(agent_id, local=False)

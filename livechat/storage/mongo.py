@@ -559,25 +559,27 @@ UPSERT_ATTEMPTS = 3
 
 
 class MongoPresenceRepo:
-    """One document per agent: its chosen status and, per process holding one of its sockets, when
-    that process's claim expires (it renews them while it lives)."""
+    """One document per agent: its chosen status and the processes holding one of its sockets
+    (process → since when); one heartbeat document per process (when it counts as dead), renewed
+    by the process — one write per renewal however many agents it serves."""
 
-    def __init__(self, collection: Any) -> None:
+    def __init__(self, collection: Any, heartbeats: Any) -> None:
         self._c = collection
+        self._heartbeats = heartbeats
 
     async def ensure_indexes(self) -> None:
         await self._c.create_index("supervisorId", name="by_supervisor")
 
     @translate_errors
-    async def connect(self, agent_id: ObjectId, supervisor_id: ObjectId | None, process: str, expires: datetime,
-                      now: datetime) -> AgentPresence:
+    async def connect(self, agent_id: ObjectId, supervisor_id: ObjectId | None, process: str, now: datetime,
+                      alive: Callable[[str, datetime], bool]) -> AgentPresence:
         """This process holds a socket of the agent; an agent that was offline starts available.
         One write, so nobody sees the claim before the status that goes with it."""
         for _ in range(UPSERT_ATTEMPTS):
             before = await self._c.find_one({"_id": agent_id})
-            online = before is not None and any(exp > now for p, exp in (before.get("processes") or {}).items()
+            online = before is not None and any(alive(p, since) for p, since in (before.get("processes") or {}).items()
                                                  if p != process)
-            fields: dict[str, Any] = {f"processes.{process}": expires, "supervisorId": supervisor_id}
+            fields: dict[str, Any] = {f"processes.{process}": now, "supervisorId": supervisor_id}
             if not online:
                 fields.update(status=Presence.AVAILABLE.value, since=now)
             try:
@@ -605,14 +607,17 @@ class MongoPresenceRepo:
         await self._c.update_one({"_id": agent_id}, {"$unset": {f"processes.{process}": ""}, "$inc": {"version": 1}})
 
     @translate_errors
-    async def renew(self, process: str, expires: datetime) -> None:
-        await self._c.update_many({f"processes.{process}": {"$exists": True}},
-                                  {"$set": {f"processes.{process}": expires}, "$inc": {"version": 1}})
+    async def beat(self, process: str, expires: datetime) -> dict[str, datetime]:
+        """Renew this process's heartbeat; every process's heartbeat (process → when it expires)."""
+        await self._heartbeats.replace_one({"_id": process}, {"_id": process, "expires": expires}, upsert=True)
+        return {d["_id"]: d["expires"] for d in await self._heartbeats.find({}).to_list(None)}
 
     @translate_errors
-    async def forget_expired(self, agent_id: ObjectId, process: str, now: datetime) -> None:
-        await self._c.update_one({"_id": agent_id, f"processes.{process}": {"$lte": now}},
-                                 {"$unset": {f"processes.{process}": ""}, "$inc": {"version": 1}})
+    async def forget_process(self, process: str) -> None:
+        """A dead process's claims go (its agents' documents change once each), then its heartbeat."""
+        await self._c.update_many({f"processes.{process}": {"$exists": True}},
+                                  {"$unset": {f"processes.{process}": ""}, "$inc": {"version": 1}})
+        await self._heartbeats.delete_one({"_id": process})
 
     @translate_errors
     async def all(self) -> list[AgentPresence]:
@@ -659,7 +664,7 @@ class MongoStore:
         self.conversations = MongoConversationRepo(db["conversations"], db["users"], db["messages"])
         self.messages = MongoMessageRepo(db["messages"], self.writer)
         self.routing = MongoRoutingRepo(db["routing"])
-        self.presence = MongoPresenceRepo(db["presence"])
+        self.presence = MongoPresenceRepo(db["presence"], db["presence_processes"])
 
     @contextlib.asynccontextmanager
     async def changes(self, resume_after: Any | None) -> AsyncIterator[AsyncIterator[Change]]:
