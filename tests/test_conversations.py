@@ -22,16 +22,23 @@ from aiohttp import ClientResponse, ClientWebSocketResponse
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import Api, expect
-
-INVALID = "Invalid request schema"
-UNAUTHORIZED = "Unauthorized, token missing or invalid"
-FORBIDDEN = "Forbidden, insufficient permissions"
-CONV_NOT_FOUND = "Conversation not found"
-ALREADY_CLOSED = "Conversation already closed"
-NOT_OPEN = "Conversation is not open"
-ACTIVE_EXISTS = "Candidate already has an active conversation"
-NOT_YOUR_CONVERSATION = "cannot assign agent"
-NOT_YOUR_AGENT = "Agent doesn't belong to you"
+from tests.contract import (
+    ACTIVE_EXISTS,
+    AGENT_NOT_FOUND,
+    ALREADY_CLOSED,
+    CONV_NOT_FOUND,
+    FORBIDDEN,
+    INVALID,
+    INVALID_AGENT_ROLE,
+    INVALID_SUPERVISOR_ROLE,
+    NOT_ALLOWED,
+    NOT_JOINED,
+    NOT_OPEN,
+    NOT_YOUR_AGENT,
+    NOT_YOUR_CONVERSATION,
+    SUPERVISOR_NOT_FOUND,
+    UNAUTHORIZED,
+)
 
 HEX_ID = re.compile(r"^[0-9a-f]{24}$")
 ISO_MS_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -236,13 +243,13 @@ ERRORS = [
     err("POST /conversations", None, {"supervisorId": "123"}, 401, UNAUTHORIZED, "auth before schema"),
     err("POST /conversations", "A", {"supervisorId": "123"}, 403, FORBIDDEN, "role before schema"),
     err("POST /conversations", "C2", {}, 400, INVALID, "missing supervisorId"),
-    err("POST /conversations", "C2", {"supervisorId": UNKNOWN_ID}, 404, "Supervisor not found", "unknown supervisor"),
-    err("POST /conversations", "C2", {"supervisorId": "X"}, 404, "Supervisor not found", "a conversation id"),
-    err("POST /conversations", "C2", {"supervisorId": "C"}, 400, "Invalid supervisor role", "a candidate"),
-    err("POST /conversations", "C2", {"supervisorId": "A"}, 400, "Invalid supervisor role", "an agent"),
-    err("POST /conversations", "C2", {"supervisorId": "ADMIN"}, 400, "Invalid supervisor role", "an admin"),
+    err("POST /conversations", "C2", {"supervisorId": UNKNOWN_ID}, 404, SUPERVISOR_NOT_FOUND, "unknown supervisor"),
+    err("POST /conversations", "C2", {"supervisorId": "X"}, 404, SUPERVISOR_NOT_FOUND, "a conversation id"),
+    err("POST /conversations", "C2", {"supervisorId": "C"}, 400, INVALID_SUPERVISOR_ROLE, "a candidate"),
+    err("POST /conversations", "C2", {"supervisorId": "A"}, 400, INVALID_SUPERVISOR_ROLE, "an agent"),
+    err("POST /conversations", "C2", {"supervisorId": "ADMIN"}, 400, INVALID_SUPERVISOR_ROLE, "an admin"),
     err("POST /conversations", "C", {"supervisorId": "S2"}, 409, ACTIVE_EXISTS, "candidate with an open one"),
-    err("POST /conversations", "C", {"supervisorId": UNKNOWN_ID}, 404, "Supervisor not found",
+    err("POST /conversations", "C", {"supervisorId": UNKNOWN_ID}, 404, SUPERVISOR_NOT_FOUND,
         "existence before the active-conversation rule"),
     # POST /conversations/:id/assign (supervisor) {agentId}
     err("POST /conversations/X/assign", None, {"agentId": "A"}, 401, UNAUTHORIZED, "no token"),
@@ -261,12 +268,12 @@ ERRORS = [
         "conversation of another supervisor"),
     err("POST /conversations/X/assign", "S2", {"agentId": "A"}, 403, NOT_YOUR_CONVERSATION,
         "conversation ownership before agent ownership"),
-    err("POST /conversations/X/assign", "S", {"agentId": UNKNOWN_ID}, 404, "Agent not found", "unknown agent"),
-    err("POST /conversations/X/assign", "S", {"agentId": "X"}, 404, "Agent not found", "a conversation id"),
-    err("POST /conversations/X/assign", "S", {"agentId": "C"}, 400, "Invalid agent role", "a candidate"),
-    err("POST /conversations/X/assign", "S", {"agentId": "S"}, 400, "Invalid agent role", "itself"),
-    err("POST /conversations/X/assign", "S", {"agentId": "S2"}, 400, "Invalid agent role", "a supervisor"),
-    err("POST /conversations/X/assign", "S", {"agentId": "ADMIN"}, 400, "Invalid agent role", "an admin"),
+    err("POST /conversations/X/assign", "S", {"agentId": UNKNOWN_ID}, 404, AGENT_NOT_FOUND, "unknown agent"),
+    err("POST /conversations/X/assign", "S", {"agentId": "X"}, 404, AGENT_NOT_FOUND, "a conversation id"),
+    err("POST /conversations/X/assign", "S", {"agentId": "C"}, 400, INVALID_AGENT_ROLE, "a candidate"),
+    err("POST /conversations/X/assign", "S", {"agentId": "S"}, 400, INVALID_AGENT_ROLE, "itself"),
+    err("POST /conversations/X/assign", "S", {"agentId": "S2"}, 400, INVALID_AGENT_ROLE, "a supervisor"),
+    err("POST /conversations/X/assign", "S", {"agentId": "ADMIN"}, 400, INVALID_AGENT_ROLE, "an admin"),
     err("POST /conversations/X/assign", "S", {"agentId": "A2"}, 403, NOT_YOUR_AGENT, "agent of another supervisor"),
     # GET /conversations/:id (any role, scoped)
     err("GET /conversations/X", None, None, 401, UNAUTHORIZED, "no token"),
@@ -462,9 +469,9 @@ async def test_reassignment_moves_access_at_once(chat: Chat, client: TestClient,
         await chat.call("GET", f"/conversations/{world.X['_id']}/messages", world.A, status=403, error=FORBIDDEN)
         assert world.X["_id"] not in ids_of(await chat.listing(world.A))
         await emit(ws, "SEND_MESSAGE", conversationId=world.X["_id"], content="still here?")
-        assert (await receive(ws, "ERROR"))["message"] == "You must join the conversation first"
+        assert (await receive(ws, "ERROR"))["message"] == NOT_JOINED
         await emit(ws, "JOIN_CONVERSATION", conversationId=world.X["_id"])
-        assert (await receive(ws, "ERROR"))["message"] == "Not allowed to access this conversation"
+        assert (await receive(ws, "ERROR"))["message"] == NOT_ALLOWED
     view = await chat.view(newcomer, world.X)
     assert (view["status"], view["agentId"]) == ("assigned", newcomer["_id"])  # status unchanged
     assert ids_of(await chat.listing(newcomer)) == [world.X["_id"]]

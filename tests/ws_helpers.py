@@ -19,19 +19,6 @@ from bson import ObjectId
 from livechat.keys import services_key
 from tests.conftest import TEST_SECRET, Api, expect
 
-# The contract's texts (A.6, B.2, B.4), spelled out here so a typo in the app cannot hide.
-WS_UNAUTHORIZED = "Unauthorized or invalid token"
-INVALID_FORMAT = "Invalid message format"
-UNKNOWN_EVENT = "Unknown event"
-INVALID_SCHEMA = "Invalid request schema"
-FORBIDDEN_FOR_ROLE = "Forbidden for this role"
-NOT_ALLOWED = "Not allowed to access this conversation"
-ALREADY_CLOSED = "Conversation already closed"
-NOT_YET_ASSIGNED = "Conversation not yet assigned"
-NOT_JOINED = "You must join the conversation first"
-TOO_MANY_MESSAGES = "Too many messages"
-TOO_MANY_CONNECTIONS = "Too many connections"
-
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 HEX_ID = re.compile(r"^[0-9a-f]{24}$")
 NEW_MESSAGE_FIELDS = {"conversationId", "senderId", "senderRole", "content", "createdAt", "messageId", "seq"}

@@ -23,17 +23,9 @@ from bson import ObjectId
 from livechat.domain.auth import SignupRequest
 from livechat.domain.models import Role
 from livechat.keys import services_key
+from tests.contract import INVALID, UNKNOWN_EVENT
 from tests.conftest import INTERNALS, PASSWORD, TEST_SECRET, Api, expect
 from tests.test_process import Server, http
-
-UNAUTHORIZED = "Unauthorized, token missing or invalid"
-WS_UNAUTHORIZED = "Unauthorized or invalid token"
-FORBIDDEN = "Forbidden, insufficient permissions"
-INVALID = "Invalid request schema"
-NOT_ALLOWED = "Not allowed to access this conversation"
-FORBIDDEN_FOR_ROLE = "Forbidden for this role"
-NOT_JOINED = "You must join the conversation first"
-TOO_LARGE = "Request body too large"
 
 # What an attacker puts where a string or an id belongs: MongoDB operators and arrays.
 HOSTILE_VALUES: tuple[Any, ...] = ({"$ne": None}, {"$gt": ""}, {"$where": "1"}, ["x"], [])
@@ -204,7 +196,7 @@ async def still_open(ws: ClientWebSocketResponse) -> None:
     """A harmless round trip proves the socket is open and served, for any role; nothing else may
     be waiting for this socket before the answer."""
     reply = await call(ws, "NO_SUCH_EVENT", {})
-    assert reply == {"event": "ERROR", "data": {"message": "Unknown event"}}, reply
+    assert reply == {"event": "ERROR", "data": {"message": UNKNOWN_EVENT}}, reply
 
 
 # --- responses --------------------------------------------------------------------------------

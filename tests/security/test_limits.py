@@ -15,9 +15,8 @@ import aiohttp
 import pytest
 
 from tests.conftest import PASSWORD, Api, expect, make_settings
+from tests.contract import INVALID, POLICY, TOO_BIG, TOO_LARGE, TOO_MANY_CONNECTIONS, TOO_MANY_MESSAGES, UNKNOWN_EVENT
 from tests.security.helpers import (
-    INVALID,
-    TOO_LARGE,
     call,
     connect,
     conversation_as,
@@ -67,7 +66,7 @@ async def test_frames_over_the_limit_close_with_1009(api: Api):
     under = {"conversationId": team.conv_id, "content": "x" * (60 * 1024)}  # > 10,000 characters
     assert await call(ws, "SEND_MESSAGE", under) == {"event": "ERROR", "data": {"message": INVALID}}
     await ws.send_str('{"event":"SEND_MESSAGE","data":{"content":"' + "x" * (64 * 1024) + '"}}')
-    await expect_close(ws, 1009)
+    await expect_close(ws, TOO_BIG)
     await still_open(await connect(api.client, team.candidate["token"]))  # the user may come back
     assert (await conversation_as(api, team.candidate, team.conv_id))["messages"] == []
 
@@ -85,10 +84,10 @@ async def test_a_message_flood_is_refused_then_closed_with_1008(app_client, mong
     for i in range(3):  # the excess is refused, the socket stays open…
         reply = await call(ws, "SEND_MESSAGE", {"conversationId": team.conv_id, "content": "spam",
                                                 "clientMessageId": f"spam-{i}"})
-        assert reply == {"event": "ERROR", "data": {"message": "Too many messages", "clientMessageId": f"spam-{i}"}}
+        assert reply == {"event": "ERROR", "data": {"message": TOO_MANY_MESSAGES, "clientMessageId": f"spam-{i}"}}
     await ws.send_json({"event": "SEND_MESSAGE", "data": {"conversationId": team.conv_id, "content": "spam"}})
-    events = await expect_close(ws, 1008)  # …until the abuse is sustained
-    assert events == [{"event": "ERROR", "data": {"message": "Too many messages"}}]
+    events = await expect_close(ws, POLICY)  # …until the abuse is sustained
+    assert events == [{"event": "ERROR", "data": {"message": TOO_MANY_MESSAGES}}]
     history = await conversation_as(api, team.candidate, team.conv_id)
     assert [m["content"] for m in history["messages"]] == [f"m{i}" for i in range(5)]
     await still_open(await connect(api.client, team.candidate["token"]))  # the limit is per socket
@@ -99,16 +98,16 @@ async def test_too_many_sockets_per_user_are_refused(app_client, mongo_uri):
     hoarder, other = await api.user("candidate"), await api.user("candidate")
     first, second = await connect(api.client, hoarder["token"]), await connect(api.client, hoarder["token"])
     refused = await connect(api.client, hoarder["token"])
-    assert await expect_close(refused, 1008) == [{"event": "ERROR", "data": {"message": "Too many connections"}}]
+    assert await expect_close(refused, POLICY) == [{"event": "ERROR", "data": {"message": TOO_MANY_CONNECTIONS}}]
     for ws in (first, second, await connect(api.client, other["token"])):  # nobody else is affected
         await still_open(ws)
     await first.close()
     deadline = time.monotonic() + 3
     while True:  # the slot is released once the server has seen the close
         reply = await call(await connect(api.client, hoarder["token"]), "NO_SUCH_EVENT", {})
-        if reply == {"event": "ERROR", "data": {"message": "Unknown event"}}:
+        if reply == {"event": "ERROR", "data": {"message": UNKNOWN_EVENT}}:
             break
-        assert reply == {"event": "ERROR", "data": {"message": "Too many connections"}}, reply
+        assert reply == {"event": "ERROR", "data": {"message": TOO_MANY_CONNECTIONS}}, reply
         assert time.monotonic() < deadline, "a closed socket never released its slot"
         await asyncio.sleep(0.1)
 

@@ -13,9 +13,8 @@ import pytest
 from bson import ObjectId
 
 from tests.conftest import PASSWORD, Api, expect, make_settings
+from tests.contract import UNAUTHORIZED, UNAUTHORIZED_CLOSE, USER_NOT_FOUND, WS_UNAUTHORIZED
 from tests.security.helpers import (
-    UNAUTHORIZED,
-    WS_UNAUTHORIZED,
     claims_for,
     connect,
     expect_close,
@@ -75,7 +74,7 @@ async def test_forged_tokens_are_401_over_http(api: Api, victim, name):
 async def test_forged_tokens_are_4401_over_websocket(api: Api, victim, name):
     token = FORGERIES[name](victim["_id"], victim["token"])
     for ws in (await connect(api.client, token), await connect(api.client, headers=api.auth(token))):
-        events = await expect_close(ws, 4401)
+        events = await expect_close(ws, UNAUTHORIZED_CLOSE)
         assert events == [{"event": "ERROR", "data": {"message": WS_UNAUTHORIZED}}]
 
 
@@ -84,7 +83,7 @@ async def test_missing_tokens_are_refused(api: Api):
     for headers in ({"Authorization": "Bearer"}, {"Authorization": "Bearer    "}, {"Authorization": "Token x"}):
         await expect(await api.client.get("/conversations", headers=headers), 401, UNAUTHORIZED)
     for ws in (await connect(api.client), await connect(api.client, "")):
-        assert await expect_close(ws, 4401) == [{"event": "ERROR", "data": {"message": WS_UNAUTHORIZED}}]
+        assert await expect_close(ws, UNAUTHORIZED_CLOSE) == [{"event": "ERROR", "data": {"message": WS_UNAUTHORIZED}}]
 
 
 async def test_tokens_of_deleted_users_stop_working_at_once(api: Api):
@@ -94,8 +93,8 @@ async def test_tokens_of_deleted_users_stop_working_at_once(api: Api):
         await expect(await api.client.get("/conversations", headers=api.auth(member)), 401, UNAUTHORIZED)
         resp = await api.client.get(f"/conversations/{team.conv_id}", headers=api.auth(member))
         await expect(resp, 401, UNAUTHORIZED)
-        await expect(await api.client.get("/auth/me", headers=api.auth(member)), 404, "User not found")
-        assert await expect_close(await connect(api.client, member["token"]), 4401) == [
+        await expect(await api.client.get("/auth/me", headers=api.auth(member)), 404, USER_NOT_FOUND)
+        assert await expect_close(await connect(api.client, member["token"]), UNAUTHORIZED_CLOSE) == [
             {"event": "ERROR", "data": {"message": WS_UNAUTHORIZED}}]
 
 
