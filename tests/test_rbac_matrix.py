@@ -1,7 +1,7 @@
 """Who may call which REST route or send which WebSocket event (CONTRACT.md A.1, A.2, A.4, B.3, B.7,
 C.2–C.5), as one table.
 
-Every case runs against a fresh World (see test_conversations.py):
+Every case runs against a fresh World (see tests/conversations_helpers.py):
 
     S (supervisor) ── A (agent)        C (candidate) ── X: addressed to S, assigned to A over HTTP,
     S2 (supervisor) ── A2 (agent)      C2 (candidate, no conversation)     still `open` (A never joined)
@@ -40,9 +40,8 @@ from tests.contract import (
     UNKNOWN_EVENT,
     WS_UNAUTHORIZED,
 )
-from tests.test_conversations import Chat, World, attempt, snapshot
+from tests.conversations_helpers import Chat, World, attempt, snapshot
 from tests.ws_helpers import Peer
-from tests.test_conversations import chat, world  # noqa: F401  (the fixtures this module uses)
 
 MATRIX = """
 | route                          | anonymous | candidate | agent     | supervisor | admin |

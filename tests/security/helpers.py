@@ -25,7 +25,7 @@ from livechat.domain.models import Role
 from livechat.keys import services_key
 from tests.contract import INVALID, UNKNOWN_EVENT
 from tests.conftest import INTERNALS, PASSWORD, TEST_SECRET, Api, expect
-from tests.test_process import Server, http
+from tests.processes import Server, http
 
 # What an attacker puts where a string or an id belongs: MongoDB operators and arrays.
 HOSTILE_VALUES: tuple[Any, ...] = ({"$ne": None}, {"$gt": ""}, {"$where": "1"}, ["x"], [])

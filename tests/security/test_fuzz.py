@@ -26,14 +26,14 @@ from livechat.realtime import protocol as p
 from livechat.serialization import _camel, parse
 from tests import contract
 from tests.conftest import PASSWORD
+from tests.processes import Server
+from tests.processes import http as call_http
 from tests.security.helpers import (
     assert_no_internals,
     envelope_error,
     live_server,
     live_user,
 )
-from tests.test_process import Server
-from tests.test_process import http as call_http
 
 FUZZ = settings(max_examples=150, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

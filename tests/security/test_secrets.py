@@ -14,6 +14,7 @@ import pytest
 from livechat.storage.mongo import redact_uri
 from tests.conftest import Api, expect
 from tests.contract import UNAUTHORIZED_CLOSE
+from tests.processes import ROOT, run_env
 from tests.security.helpers import (
     claims_for,
     connect,
@@ -22,7 +23,6 @@ from tests.security.helpers import (
     sign,
     still_open,
 )
-from tests.test_process import ROOT, run_env
 
 
 async def test_access_log_never_shows_websocket_tokens(api: Api, caplog):

@@ -14,6 +14,7 @@ from bson import ObjectId
 
 from tests.conftest import PASSWORD, Api, expect, make_settings
 from tests.contract import UNAUTHORIZED, UNAUTHORIZED_CLOSE, USER_NOT_FOUND, WS_UNAUTHORIZED
+from tests.processes import ROOT, run_env
 from tests.security.helpers import (
     claims_for,
     connect,
@@ -24,7 +25,6 @@ from tests.security.helpers import (
     tamper,
     unsigned,
 )
-from tests.test_process import ROOT, run_env
 
 # Each forgery gets the victim's id and a genuine token of it; it returns the token to try.
 Forgery = Callable[[str, str], str]
