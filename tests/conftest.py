@@ -182,8 +182,9 @@ def api(client: TestClient) -> Api:
     return Api(client)
 
 
-# --- the conversation tests' cast (tests/conversations_helpers.py). The helpers build on ``Api`` and
-# ``expect`` above, so they are imported inside the fixtures: a module-level import would be circular.
+# --- the casts of the conversation and WebSocket tests (tests/conversations_helpers.py, tests/ws_helpers.py).
+# Those helpers build on ``Api`` and ``expect`` above, so they are imported inside the fixtures: a
+# module-level import would be circular.
 
 
 @pytest.fixture
@@ -200,3 +201,12 @@ async def world(chat: Any) -> Any:
     from tests.conversations_helpers import World
 
     return await World.create(chat)
+
+
+@pytest.fixture
+async def scene(client: TestClient) -> Any:
+    """Supervisor, agent, candidate and the candidate's conversation, assigned to the agent, on the
+    default test app (see ``Scene``)."""
+    from tests.ws_helpers import Scene
+
+    return await Scene.create(client)

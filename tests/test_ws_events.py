@@ -35,12 +35,9 @@ from tests.ws_helpers import (
     eventually,
     forged_token,
     room_size,
-    scene_fixture,
     sockets_of,
 )
 
-
-scene = pytest.fixture(scene_fixture, name="scene")
 
 
 # --- authentication --------------------------------------------------------------------------

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 
-import pytest
 from aiohttp import WSMsgType
 
 from tests.conftest import make_settings
@@ -27,13 +26,10 @@ from tests.ws_helpers import (
     Scene,
     eventually,
     room_size,
-    scene_fixture,
     seqs,
     sockets_of,
 )
 
-
-scene = pytest.fixture(scene_fixture, name="scene")
 
 
 async def scene_with(app_client, mongo_uri: str, **ws) -> Scene:

@@ -15,14 +15,11 @@ from tests.ws_helpers import (
     by_client_id,
     check_ack,
     check_new_message,
-    scene_fixture,
     seqs,
     stream_key,
 )
 
 PER_SENDER = 200  # the guaranteed burst of one socket (B.4)
-
-scene = pytest.fixture(scene_fixture, name="scene")
 
 
 async def burst(sender: Peer, conv_id: str, prefix: str, count: int, *, pause: float = 0.0) -> None:

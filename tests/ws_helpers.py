@@ -268,8 +268,3 @@ class Scene:
             after = page["nextAfterSeq"]
         return messages
 
-
-async def scene_fixture(client: TestClient) -> Scene:
-    """The usual cast on the default test app; a test module enables it as its ``scene`` fixture with
-    ``scene = pytest.fixture(scene_fixture, name="scene")``."""
-    return await Scene.create(client)
