@@ -107,6 +107,7 @@ def evaluate(results: dict) -> list[Target]:
         for name in ("/health/live p99 ≤ 50 ms during the login storm",
                      "login throughput ≥ 80% of cores ÷ one bcrypt hash time"):
             targets.append(Target(name, "n/a", logins.get("skipped", "not run")))
+    targets.append(_enumeration_target(results))
 
     # 6. start-up
     start = results.get("startup") or {}
@@ -117,6 +118,20 @@ def evaluate(results: dict) -> list[Target]:
     else:
         targets.append(Target("start-up ≤ 3 s", "n/a", start.get("skipped", "not run")))
     return targets
+
+
+ENUMERATION_TARGET = "login time of an unknown email within 0.5–2× a known one's (wrong password)"
+
+
+def _enumeration_target(results: dict) -> Target:
+    enumeration = (results.get("logins") or {}).get("enumeration")
+    if not enumeration:
+        return Target(ENUMERATION_TARGET, "n/a", (results.get("logins") or {}).get("skipped", "not run"))
+    ok = enumeration["statuses"] == [401] and 0.5 <= enumeration["ratio"] <= 2.0
+    return Target(ENUMERATION_TARGET, "PASS" if ok else "FAIL",
+                  f"{enumeration['ratio']:.2f}: median {enumeration['unknown_median_ms']} vs "
+                  f"{enumeration['known_median_ms']} ms over {enumeration['pairs']} pairs, "
+                  f"statuses {enumeration['statuses']}")
 
 
 def _multiprocess_rows(results: dict) -> list[tuple[str, str, str, str]]:
@@ -230,6 +245,11 @@ def _rows(results: dict) -> list[tuple[str, str, str, str]]:
             ("", "/health/live during the storm", _lat(logins["health_live_ms"]),
              f"{logins['health_samples']} polls"),
         ]
+        enumeration = logins.get("enumeration")
+        if enumeration:
+            rows.append(("", "wrong-password login, unknown ÷ known email",
+                         f"{enumeration['ratio']:.2f} ({enumeration['unknown_median_ms']} vs "
+                         f"{enumeration['known_median_ms']} ms median)", f"{enumeration['pairs']} pairs"))
     start = results.get("startup") or {}
     if "median_s" in start:
         rss = start["runs"][0]
