@@ -3,7 +3,6 @@ production refusing weak JWT secrets; logins that cannot enumerate accounts."""
 
 from __future__ import annotations
 
-import statistics
 import subprocess
 import sys
 import time
@@ -134,25 +133,19 @@ def test_production_refuses_a_weak_jwt_secret(tmp_path, mongo_uri, secret):
 
 
 async def test_unknown_email_and_wrong_password_are_indistinguishable(app_client, mongo_uri):
-    """Same bytes, and close in time. bcrypt cost 8 (not the suite's 4) so that hashing, not HTTP
-    overhead, dominates: a login that skipped the dummy check would fail the ratio."""
+    """Same status and bytes. Whether they also take the same time (the dummy bcrypt check of an
+    unknown email) is a measurement: ``python -m bench`` reports it in its logins scenario."""
     client = await app_client(make_settings(mongo_uri, auth={
-        "bcrypt_rounds": 8, "login_failures_per_account": 1000, "login_failures_per_client": 1000}))
+        "login_failures_per_account": 1000, "login_failures_per_client": 1000}))
     api = Api(client)
     known = await api.signup()
 
-    async def timed(email: str) -> tuple[float, int, bytes]:
-        started = time.perf_counter()
+    async def answer(email: str) -> tuple[int, bytes]:
         resp = await client.post("/auth/login", json={"email": email, "password": "wrong-" + PASSWORD})
-        raw = await resp.read()
-        return time.perf_counter() - started, resp.status, raw
+        return resp.status, await resp.read()
 
-    await timed(known["email"]), await timed("warm-up@example.com")  # the dummy hash is made lazily
-    wrong, unknown = [], []
-    for i in range(12):  # interleaved, so drift affects both alike
-        wrong.append(await timed(known["email"]))
-        unknown.append(await timed(f"nobody-{i}@example.com"))
-    answers = {(status, raw) for _, status, raw in wrong + unknown}
+    answers = set()
+    for i in range(12):  # interleaved, as an enumerating client would probe
+        answers.add(await answer(known["email"]))
+        answers.add(await answer(f"nobody-{i}@example.com"))
     assert answers == {(401, b'{"success":false,"error":"Invalid email or password"}')}
-    ratio = statistics.median(t for t, *_ in unknown) / statistics.median(t for t, *_ in wrong)
-    assert 0.5 <= ratio <= 2.0, ratio
