@@ -5,17 +5,15 @@ the real database — exact errors and shapes, the state machine, races, analyti
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
 import attrs
 import pytest
-from aiohttp import ClientResponse, ClientWebSocketResponse
+from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import expect
@@ -37,6 +35,7 @@ from tests.contract import (
     UNAUTHORIZED,
 )
 from tests.conversations_helpers import Chat, World, attempt, ref, snapshot
+from tests.ws_helpers import Peer, connected
 
 HEX_ID = re.compile(r"^[0-9a-f]{24}$")
 ISO_MS_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -49,56 +48,29 @@ BAD_PATH_IDS = ["123", "a" * 25, "a" * 23, "g" * 24, "0123456789abcdef0123456z",
 BAD_BODY_IDS = ["123", "a" * 25, "g" * 24, "", {"$ne": None}, 123, 1.5, ["a" * 24], None, True]
 
 
-# --- WebSocket helpers ---------------------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def socket(client: TestClient, user: dict[str, Any]) -> AsyncIterator[ClientWebSocketResponse]:
-    ws = await client.ws_connect(f"/ws?token={user['token']}")
-    try:
-        yield ws
-    finally:
-        await ws.close()
-
-
-async def emit(ws: ClientWebSocketResponse, event: str, **data: Any) -> None:
-    await ws.send_json({"event": event, "data": data})
-
-
-async def receive(ws: ClientWebSocketResponse, event: str, timeout: float = 5.0) -> dict[str, Any]:
-    """The data of the next ``event`` frame; other frames are skipped, but an unexpected ERROR fails."""
-    while True:
-        frame = await asyncio.wait_for(ws.receive_json(), timeout)
-        if frame["event"] == event:
-            return frame["data"]
-        assert frame["event"] != "ERROR", frame
-
-
-async def join(ws: ClientWebSocketResponse, conv: dict | str) -> dict[str, Any]:
-    await emit(ws, "JOIN_CONVERSATION", conversationId=ref(conv))
-    return await receive(ws, "JOINED_CONVERSATION")
+# --- WebSocket steps (a socket is a tests.ws_helpers.Peer) --------------------------------------------------
 
 
 async def agent_joins(client: TestClient, agent: dict[str, Any], conv: dict | str) -> str:
     """The assigned agent joins over WebSocket (its first join moves open → assigned); the status it hears."""
-    async with socket(client, agent) as ws:
-        return (await join(ws, conv))["status"]
+    async with connected(client, agent) as peer:
+        return (await peer.join(ref(conv)))["status"]
 
 
-async def close_in_chat(ws: ClientWebSocketResponse, conv: dict | str) -> None:
+async def close_in_chat(peer: Peer, conv: dict | str) -> None:
     """The assigned agent closes the conversation over WebSocket (CLOSE_CONVERSATION)."""
-    await emit(ws, "CLOSE_CONVERSATION", conversationId=ref(conv))
-    assert (await receive(ws, "CONVERSATION_CLOSED"))["conversationId"] == ref(conv)
+    await peer.emit("CLOSE_CONVERSATION", {"conversationId": ref(conv)})
+    assert (await peer.next_of("CONVERSATION_CLOSED"))["conversationId"] == ref(conv)
 
 
-async def send_all(ws: ClientWebSocketResponse, conv: dict | str, texts: list[str]) -> list[dict[str, Any]]:
+async def send_all(peer: Peer, conv: dict | str, texts: list[str]) -> list[dict[str, Any]]:
     """Send each text with a clientMessageId; the MESSAGE_SENT acks, in the order sent."""
     ids = [uuid.uuid4().hex for _ in texts]
     for client_id, text in zip(ids, texts, strict=True):
-        await emit(ws, "SEND_MESSAGE", conversationId=ref(conv), content=text, clientMessageId=client_id)
+        await peer.say(ref(conv), text, client_id)
     acks: dict[str, dict[str, Any]] = {}
     while len(acks) < len(ids):
-        ack = await receive(ws, "MESSAGE_SENT")
+        ack = await peer.next_of("MESSAGE_SENT")
         acks[ack["clientMessageId"]] = ack
     return [acks[client_id] for client_id in ids]
 
@@ -276,9 +248,9 @@ async def test_assign_returns_exactly_the_three_ids_and_keeps_the_status(chat: C
 
 
 async def test_view_shows_the_conversation_with_its_messages(chat: Chat, client: TestClient, world: World):
-    async with socket(client, world.C) as ws:
-        await join(ws, world.X)
-        await send_all(ws, world.X, ["hello", "anyone?"])
+    async with connected(client, world.C) as peer:
+        await peer.join(ref(world.X))
+        await send_all(peer, world.X, ["hello", "anyone?"])
     for who in (world.C, world.A, world.S, world.ADMIN):
         view = await chat.view(who, world.X)
         staff = {"assignments": view["assignments"]} if who is not world.C else {}
@@ -326,36 +298,36 @@ async def test_assign_keeps_open_and_the_agents_join_makes_it_assigned(chat: Cha
 @pytest.mark.parametrize("closer", ["S", "ADMIN"])
 async def test_an_open_conversation_closed_over_http_is_terminal(chat: Chat, client: TestClient, world: World,
                                                                 closer):
-    async with socket(client, world.C) as ws:
-        assert (await join(ws, world.X))["status"] == "open"  # a candidate may join before any agent
+    async with connected(client, world.C) as peer:
+        assert (await peer.join(ref(world.X)))["status"] == "open"  # a candidate may join before any agent
         data = await chat.close(world.party(closer), world.X)
         assert data == {"conversationId": world.X["_id"], "status": "closed"}
-        assert (await receive(ws, "CONVERSATION_CLOSED"))["conversationId"] == world.X["_id"]
+        assert (await peer.next_of("CONVERSATION_CLOSED"))["conversationId"] == world.X["_id"]
     await assert_closed_for_good(chat, world, world.X)
 
 
 async def test_a_conversation_closed_by_its_agent_is_terminal_over_http(chat: Chat, client: TestClient,
                                                                         world: World):
-    async with socket(client, world.A) as ws:
-        assert (await join(ws, world.X))["status"] == "assigned"
-        await close_in_chat(ws, world.X)
+    async with connected(client, world.A) as peer:
+        assert (await peer.join(ref(world.X)))["status"] == "assigned"
+        await close_in_chat(peer, world.X)
     await assert_closed_for_good(chat, world, world.X)
 
 
 async def test_reassignment_moves_access_at_once(chat: Chat, client: TestClient, world: World):
     newcomer = await chat.user("agent", supervisor_id=world.S["_id"])
-    async with socket(client, world.A) as ws:
-        assert (await join(ws, world.X))["status"] == "assigned"
+    async with connected(client, world.A) as peer:
+        assert (await peer.join(ref(world.X)))["status"] == "assigned"
         data = await chat.assign(world.S, world.X, newcomer)
         assert data == {"conversationId": world.X["_id"], "agentId": newcomer["_id"], "supervisorId": world.S["_id"]}
         # The previous agent lost access at once: over HTTP, and its socket left the room.
         await chat.view(world.A, world.X, status=403, error=FORBIDDEN)
         await chat.call("GET", f"/conversations/{world.X['_id']}/messages", world.A, status=403, error=FORBIDDEN)
         assert world.X["_id"] not in ids_of(await chat.listing(world.A))
-        await emit(ws, "SEND_MESSAGE", conversationId=world.X["_id"], content="still here?")
-        assert (await receive(ws, "ERROR"))["message"] == NOT_JOINED
-        await emit(ws, "JOIN_CONVERSATION", conversationId=world.X["_id"])
-        assert (await receive(ws, "ERROR"))["message"] == NOT_ALLOWED
+        await peer.say(world.X["_id"], "still here?")
+        assert (await peer.next_of("ERROR"))["message"] == NOT_JOINED
+        await peer.emit("JOIN_CONVERSATION", {"conversationId": world.X["_id"]})
+        assert (await peer.next_of("ERROR"))["message"] == NOT_ALLOWED
     view = await chat.view(newcomer, world.X)
     assert (view["status"], view["agentId"]) == ("assigned", newcomer["_id"])  # status unchanged
     assert ids_of(await chat.listing(newcomer)) == [world.X["_id"]]
@@ -413,15 +385,14 @@ async def test_two_closes_race_and_exactly_one_wins(chat: Chat, world: World):
 async def test_agent_join_racing_close_has_one_consistent_winner(chat: Chat, client: TestClient, world: World):
     """open → assigned (the agent's join) and open → closed (HTTP) exclude each other."""
 
-    async def joining(ws: ClientWebSocketResponse, conv: dict) -> dict[str, Any]:
-        await emit(ws, "JOIN_CONVERSATION", conversationId=conv["_id"])
-        return await asyncio.wait_for(ws.receive_json(), 5)
+    async def joining(peer: Peer, conv: dict) -> dict[str, Any]:
+        return await peer.ask("JOIN_CONVERSATION", {"conversationId": conv["_id"]})
 
-    async with socket(client, world.A) as ws:
+    async with connected(client, world.A) as peer:
         for _ in range(10):
             conv = await chat.open(world.C2, world.S)
             await chat.assign(world.S, conv, world.A)
-            close, frame = await asyncio.gather(chat.closing(world.S, conv), joining(ws, conv))
+            close, frame = await asyncio.gather(chat.closing(world.S, conv), joining(peer, conv))
             final = (await chat.view(world.ADMIN, conv))["status"]
             if close.status == 200:  # the close came first: the join is refused, the conversation stays closed
                 await expect(close, 200)
@@ -430,7 +401,7 @@ async def test_agent_join_racing_close_has_one_consistent_winner(chat: Chat, cli
             await expect(close, 400, NOT_OPEN)
             assert frame["event"] == "JOINED_CONVERSATION" and frame["data"]["status"] == "assigned"
             assert final == "assigned"
-            await close_in_chat(ws, conv)  # make room for the next round
+            await close_in_chat(peer, conv)  # make room for the next round
 
 
 # --- analytics (A.4) -----------------------------------------------------------------------------------------
@@ -471,9 +442,9 @@ async def test_analytics_counts_closed_conversations_per_supervisor(chat: Chat, 
 
     await chat.close(s1, by_http)
     await chat.close(admin, unassigned)
-    async with socket(client, a2) as ws:
-        assert (await join(ws, in_chat))["status"] == "assigned"
-        await close_in_chat(ws, in_chat)
+    async with connected(client, a2) as peer:
+        assert (await peer.join(ref(in_chat)))["status"] == "assigned"
+        await close_in_chat(peer, in_chat)
     assert await analytics(chat, admin) == dict([stats(s1, 2, 2), stats(s2, 1, 0), stats(s3, 0, 0)])
 
 
@@ -604,12 +575,12 @@ TEXTS = ["one", "two", "three", "four", "five"]
 @pytest.fixture
 async def chatted(chat: Chat, client: TestClient, world: World) -> list[dict[str, Any]]:
     """Five messages in X: three by the candidate (while X is open), two by the agent (after it joined)."""
-    async with socket(client, world.C) as ws:
-        assert (await join(ws, world.X))["status"] == "open"
-        acks = await send_all(ws, world.X, TEXTS[:3])
-    async with socket(client, world.A) as ws:
-        assert (await join(ws, world.X))["status"] == "assigned"
-        acks += await send_all(ws, world.X, TEXTS[3:])
+    async with connected(client, world.C) as peer:
+        assert (await peer.join(ref(world.X)))["status"] == "open"
+        acks = await send_all(peer, world.X, TEXTS[:3])
+    async with connected(client, world.A) as peer:
+        assert (await peer.join(ref(world.X)))["status"] == "assigned"
+        acks += await send_all(peer, world.X, TEXTS[3:])
     assert [ack["seq"] for ack in acks] == [1, 2, 3, 4, 5]
     return acks
 
@@ -655,8 +626,8 @@ async def test_following_next_after_seq_reads_everything_once(chat: Chat, world:
 
 
 async def test_history_survives_the_close(chat: Chat, client: TestClient, world: World, chatted):
-    async with socket(client, world.A) as ws:
-        await close_in_chat(ws, world.X)
+    async with connected(client, world.A) as peer:
+        await close_in_chat(peer, world.X)
     page = await chat.history(world.C, world.X)
     assert [m["content"] for m in page["messages"]] == TEXTS
     assert [m["content"] for m in (await chat.view(world.ADMIN, world.X))["messages"]] == TEXTS

@@ -5,9 +5,11 @@ S, candidate C whose conversation is addressed to S and (by default) assigned to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import attrs
@@ -72,6 +74,15 @@ class Peer:
         frame = await self.recv(timeout)
         assert frame["event"] == event, (event, frame)
         return frame["data"]
+
+    async def next_of(self, event: str, timeout: float = 5.0) -> dict[str, Any]:
+        """The data of the next ``event`` frame; other frames (broadcasts the test does not follow)
+        are passed over, but an ERROR the test did not ask for fails it."""
+        while True:
+            frame = await self.recv(timeout)
+            if frame["event"] == event:
+                return frame["data"]
+            assert frame["event"] != "ERROR", (event, frame)
 
     async def new_messages(self, count: int, timeout: float = 15.0) -> list[dict[str, Any]]:
         """The next ``count`` frames, each a ``NEW_MESSAGE`` (their data)."""
@@ -183,6 +194,16 @@ async def connect(client: TestClient, user: dict[str, Any] | None = None, *, tok
     token = token if token is not None else (user or {}).get("token")
     path = "/ws" if token is None else f"/ws?token={token}"
     return Peer(await client.ws_connect(path, **kwargs), user)
+
+
+@contextlib.asynccontextmanager
+async def connected(client: TestClient, user: dict[str, Any]) -> AsyncIterator[Peer]:
+    """A socket for ``user`` for the ``async with`` block, closed at its end."""
+    peer = await connect(client, user)
+    try:
+        yield peer
+    finally:
+        await peer.close()
 
 
 def hub(client: TestClient) -> Any:
