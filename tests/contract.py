@@ -1,6 +1,13 @@
-"""The contract's texts and close codes (CONTRACT.md A.4, A.6, B.2, B.4), each spelled out once for the
-whole suite. They are typed here by hand, never imported from ``livechat/``: a test then checks the
-app's wording against the contract, so a typo in the app cannot hide behind its own constant."""
+"""The contract's texts, formats and close codes (CONTRACT.md A.4, A.6, B.2, B.4), each spelled out
+once for the whole suite. They are typed here by hand, never imported from ``livechat/``: a test then
+checks the app's wording against the contract, so a typo in the app cannot hide behind its own constant."""
+
+import re
+
+# --- formats ---------------------------------------------------------------------------------------------
+
+HEX_ID = re.compile(r"^[0-9a-f]{24}$")  # every id: 24 lowercase hex digits
+ISO_MS_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")  # every timestamp: UTC, milliseconds, Z
 
 # --- HTTP errors (A.4, A.6) --------------------------------------------------------------------------
 

@@ -5,7 +5,6 @@ the real database — exact errors and shapes, the state machine, races, analyti
 from __future__ import annotations
 
 import asyncio
-import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,9 +22,11 @@ from tests.contract import (
     ALREADY_CLOSED,
     CONV_NOT_FOUND,
     FORBIDDEN,
+    HEX_ID,
     INVALID,
     INVALID_AGENT_ROLE,
     INVALID_SUPERVISOR_ROLE,
+    ISO_MS_Z,
     NOT_ALLOWED,
     NOT_JOINED,
     NOT_OPEN,
@@ -37,8 +38,6 @@ from tests.contract import (
 from tests.conversations_helpers import Chat, World, attempt, ref, snapshot
 from tests.ws_helpers import Peer, connected
 
-HEX_ID = re.compile(r"^[0-9a-f]{24}$")
-ISO_MS_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 UNKNOWN_ID = "0123456789abcdef01234567"  # well formed, never issued
 CONVERSATION_FIELDS = {"_id", "status", "candidateId", "supervisorId", "agentId", "createdAt"}
 

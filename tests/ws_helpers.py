@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,9 +19,8 @@ from bson import ObjectId
 
 from livechat.keys import services_key
 from tests.conftest import TEST_SECRET, Api, expect
+from tests.contract import HEX_ID, ISO_MS_Z
 
-ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
-HEX_ID = re.compile(r"^[0-9a-f]{24}$")
 NEW_MESSAGE_FIELDS = {"conversationId", "senderId", "senderRole", "content", "createdAt", "messageId", "seq"}
 MESSAGE_SENT_FIELDS = {"conversationId", "clientMessageId", "messageId", "seq", "createdAt"}
 CLOSED_STATES = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED)
@@ -161,14 +159,14 @@ def check_new_message(data: dict[str, Any], conv_id: str, sender: dict[str, Any]
     assert data["conversationId"] == conv_id
     assert data["senderId"] == sender["_id"] and data["senderRole"] == sender["role"]
     assert data["content"] == content
-    assert ISO_UTC.match(data["createdAt"]) and HEX_ID.match(data["messageId"]), data
+    assert ISO_MS_Z.match(data["createdAt"]) and HEX_ID.match(data["messageId"]), data
     assert isinstance(data["seq"], int) and data["seq"] >= 1, data
 
 
 def check_ack(ack: dict[str, Any], conv_id: str, client_id: str) -> None:
     assert set(ack) == MESSAGE_SENT_FIELDS, ack
     assert ack["conversationId"] == conv_id and ack["clientMessageId"] == client_id, ack
-    assert ISO_UTC.match(ack["createdAt"]) and HEX_ID.match(ack["messageId"]), ack
+    assert ISO_MS_Z.match(ack["createdAt"]) and HEX_ID.match(ack["messageId"]), ack
     assert isinstance(ack["seq"], int) and ack["seq"] >= 1, ack
 
 
