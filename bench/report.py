@@ -118,6 +118,20 @@ def _startup_target(results: dict) -> list[Target]:
                    f"median {start['median_s']} s, max {start['max_s']} s over {len(start['runs'])} runs")]
 
 
+ENUMERATION_TARGET = "login time of an unknown email within 0.5–2× a known one's (wrong password)"
+
+
+def _enumeration_target(results: dict) -> Target:
+    enumeration = (results.get("logins") or {}).get("enumeration")
+    if not enumeration:
+        return Target(ENUMERATION_TARGET, "n/a", (results.get("logins") or {}).get("skipped", "not run"))
+    ok = enumeration["statuses"] == [401] and 0.5 <= enumeration["ratio"] <= 2.0
+    return Target(ENUMERATION_TARGET, "PASS" if ok else "FAIL",
+                  f"{enumeration['ratio']:.2f}: median {enumeration['unknown_median_ms']} vs "
+                  f"{enumeration['known_median_ms']} ms over {enumeration['pairs']} pairs, "
+                  f"statuses {enumeration['statuses']}")
+
+
 def _multiprocess_rows(results: dict) -> list[tuple[str, str, str, str]]:
     rows = []
     for r in (results.get("multiprocess") or {}).get("results", []):
@@ -180,7 +194,7 @@ def _optional(check):
 
 
 TARGETS = (_optional(_multiprocess_target), _optional(_desk_target), _integrity_target, _capacity_target,
-           _quarter_knee_target, _idle_socket_target, _login_targets, _startup_target)
+           _quarter_knee_target, _idle_socket_target, _login_targets, _optional(_enumeration_target), _startup_target)
 
 
 def _rows(results: dict) -> list[tuple[str, str, str, str]]:
@@ -237,6 +251,11 @@ def _rows(results: dict) -> list[tuple[str, str, str, str]]:
             ("", "/health/live during the storm", _lat(logins["health_live_ms"]),
              f"{logins['health_samples']} polls"),
         ]
+        enumeration = logins.get("enumeration")
+        if enumeration:
+            rows.append(("", "wrong-password login, unknown ÷ known email",
+                         f"{enumeration['ratio']:.2f} ({enumeration['unknown_median_ms']} vs "
+                         f"{enumeration['known_median_ms']} ms median)", f"{enumeration['pairs']} pairs"))
     start = results.get("startup") or {}
     if "median_s" in start:
         rss = start["runs"][0]

@@ -62,6 +62,7 @@ class Plan:
     logins: int = 200
     login_users: int = 40
     login_rounds: int = 12
+    enumeration_pairs: int = 12  # wrong-password logins of a known and of an unknown email, each
     startups: int = 3
     desk_agents: int = 1000
     desk_teams: int = 20
@@ -509,6 +510,7 @@ class Bench:
                     wall = time.perf_counter() - started
             stop.set()
             await poller
+            enumeration = await self._enumeration_timing(server.base, emails)
         finally:
             self.stop(server)
         theoretical = CORES / hash_s
@@ -521,7 +523,34 @@ class Bench:
             "ratio": round(rate / theoretical, 3),
             "health_live_ms": percentiles(health), "health_samples": len(health),
             "resources": storm.as_dict(), "bound": bound_of(storm.as_dict()),
+            "enumeration": enumeration,
         }
+
+    async def _enumeration_timing(self, base: str, emails: list[str]) -> dict:
+        """How long a wrong-password login takes for an unknown email, relative to a known one: the
+        server checks a dummy hash for an unknown email, so the two should take about as long (an
+        account could otherwise be found out by timing; tests/security/test_tokens.py checks that the
+        answers are the same bytes). Known emails rotate so that no account reaches its failure limit."""
+        pairs = self.plan.enumeration_pairs
+        progress(f"  {pairs} wrong-password logins of known and of unknown emails, interleaved")
+        statuses: set[int] = set()
+
+        async def wrong_login_ms(email: str) -> float:
+            started = time.perf_counter()
+            async with self.session.post(base + "/auth/login",
+                                         json={"email": email, "password": "wrong-" + PASSWORD}) as resp:
+                await resp.read()
+                statuses.add(resp.status)
+            return (time.perf_counter() - started) * 1000
+
+        await wrong_login_ms("warm-up@example.com")  # the server makes its dummy hash lazily
+        known, unknown = [], []
+        for i in range(pairs):  # interleaved, so drift affects both alike
+            known.append(await wrong_login_ms(emails[i % len(emails)]))
+            unknown.append(await wrong_login_ms(f"nobody-{i}@example.com"))
+        known_ms, unknown_ms = statistics.median(known), statistics.median(unknown)
+        return {"pairs": pairs, "statuses": sorted(statuses), "known_median_ms": round(known_ms, 1),
+                "unknown_median_ms": round(unknown_ms, 1), "ratio": round(unknown_ms / known_ms, 3)}
 
     # --- 6. start-up -----------------------------------------------------------------------------
 

@@ -180,3 +180,33 @@ class Api:
 @pytest.fixture
 def api(client: TestClient) -> Api:
     return Api(client)
+
+
+# --- the casts of the conversation and WebSocket tests (tests/conversations_helpers.py, tests/ws_helpers.py).
+# Those helpers build on ``Api`` and ``expect`` above, so they are imported inside the fixtures: a
+# module-level import would be circular.
+
+
+@pytest.fixture
+def chat(client: TestClient) -> Any:
+    from tests.conversations_helpers import Chat
+
+    return Chat(client)
+
+
+@pytest.fixture
+async def world(chat: Any) -> Any:
+    """Supervisors S and S2 with agents A and A2, candidates C and C2, an admin, and C's conversation X
+    addressed to S and assigned to A (see ``World``)."""
+    from tests.conversations_helpers import World
+
+    return await World.create(chat)
+
+
+@pytest.fixture
+async def scene(client: TestClient) -> Any:
+    """Supervisor, agent, candidate and the candidate's conversation, assigned to the agent, on the
+    default test app (see ``Scene``)."""
+    from tests.ws_helpers import Scene
+
+    return await Scene.create(client)

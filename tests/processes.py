@@ -1,14 +1,18 @@
-"""Several real livechat processes on one real SecantusDB, and clients that talk to them over
-HTTP and WebSocket — the tools of the cross-process tests (tests/test_multiprocess.py)."""
+"""Real ``python -m livechat`` processes and clients that talk to them: ``Server`` (one process with its
+embedded database, for tests/test_process.py, test_durability.py and the security suite) and several
+livechat processes on one real SecantusDB with their HTTP and WebSocket clients (tests/test_multiprocess.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,74 @@ from livechat.storage.embedded import EmbeddedServer, free_port
 from tests.conftest import PASSWORD, TEST_SECRET
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("LIVECHAT_") and k not in {"PORT", "MONGODB_URI", "JWT_SECRET", "CORS_ORIGIN"}}
+    env.update({"LIVECHAT_DATA_DIR": str(tmp_path / "data"), "LIVECHAT_AUTH_BCRYPT_ROUNDS": "4", **extra})
+    return env
+
+
+def http(method: str, url: str, payload: dict | None = None, token: str | None = None) -> tuple[int, dict]:
+    req = urllib.request.Request(url, method=method, data=json.dumps(payload).encode() if payload is not None else None,
+                                 headers={"Content-Type": "application/json",
+                                          **({"Authorization": f"Bearer {token}"} if token else {})})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+class Server:
+    def __init__(self, tmp_path: Path, **env: str) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = tmp_path / f"server-{self.port}.log"
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "livechat", "serve", "--port", str(self.port)],
+                cwd=ROOT, env=run_env(tmp_path, **env), stdout=out, stderr=subprocess.STDOUT,
+            )
+
+    def wait_ready(self, timeout: float = 30) -> float:
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            assert self.proc.poll() is None, self.log.read_text()
+            try:
+                if http("GET", self.base + "/health/ready")[0] == 200:
+                    return time.monotonic() - started
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError("not ready in time:\n" + self.log.read_text())
+
+    def database_pid(self) -> int:
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid), "-f", "secantusd"], capture_output=True, text=True)
+        pids = [int(p) for p in out.stdout.split()]
+        assert len(pids) == 1, (out, self.log.read_text())
+        return pids[0]
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(20)
+
+
+def gone(pid: int, within: float = 10) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        try:  # reap it if it is our zombie grandchild re-parented to us (rare: we are not init)
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.05)
+    return False
 
 
 def livechat_env(tmp_path: Path, mongo_uri: str, database: str, **extra: str) -> dict[str, str]:

@@ -11,10 +11,16 @@ import pytest
 
 from livechat.config import Profile
 from tests.conftest import PASSWORD, TEST_SECRET, Api, expect, make_settings
-
-INVALID = "Invalid request schema"
-BAD_LOGIN = "Invalid email or password"
-UNAUTHORIZED = "Unauthorized, token missing or invalid"
+from tests.contract import (
+    BAD_LOGIN,
+    EMAIL_EXISTS,
+    FORBIDDEN,
+    INVALID,
+    INVALID_SUPERVISOR_ROLE,
+    SUPERVISOR_NOT_FOUND,
+    UNAUTHORIZED,
+    USER_NOT_FOUND,
+)
 
 
 async def test_signup_returns_the_user_without_secrets(api: Api):
@@ -60,9 +66,9 @@ async def test_agent_supervisor_rules(api: Api):
     await expect(await post("/auth/signup", json={**base, "supervisorId": "123"}), 400, INVALID)
     await expect(await post("/auth/signup", json={**base, "supervisorId": "g" * 24}), 400, INVALID)
     await expect(await post("/auth/signup", json={**base, "supervisorId": "a" * 25}), 400, INVALID)
-    await expect(await post("/auth/signup", json={**base, "supervisorId": "a" * 24}), 404, "Supervisor not found")
+    await expect(await post("/auth/signup", json={**base, "supervisorId": "a" * 24}), 404, SUPERVISOR_NOT_FOUND)
     await expect(await post("/auth/signup", json={**base, "supervisorId": candidate["_id"]}), 400,
-                 "Invalid supervisor role")
+                 INVALID_SUPERVISOR_ROLE)
 
 
 async def test_smuggled_fields_change_nothing(api: Api):
@@ -79,7 +85,7 @@ async def test_email_is_unique_case_insensitively(api: Api):
     await api.signup(email=" DUP@Example.com", status=409)
     resp = await api.client.post("/auth/signup", json={"name": "X", "email": "Dup@example.com",
                                                        "password": PASSWORD, "role": "agent" if False else "candidate"})
-    await expect(resp, 409, "Email already exists")
+    await expect(resp, 409, EMAIL_EXISTS)
 
 
 async def test_concurrent_identical_signups_create_one_user(api: Api):
@@ -89,7 +95,7 @@ async def test_concurrent_identical_signups_create_one_user(api: Api):
     assert statuses == [201] + [409] * 19
     for r in responses:
         if r.status == 409:
-            await expect(r, 409, "Email already exists")
+            await expect(r, 409, EMAIL_EXISTS)
 
 
 async def test_login_and_me(api: Api):
@@ -186,7 +192,7 @@ async def test_token_of_a_deleted_user(api: Api, client):
 
     user = await api.user()
     await client.server.app[services_key].store.users.delete(ObjectId(user["_id"]))
-    await expect(await api.client.get("/auth/me", headers=api.auth(user)), 404, "User not found")
+    await expect(await api.client.get("/auth/me", headers=api.auth(user)), 404, USER_NOT_FOUND)
 
 
 # --- profiles (B.6) ---------------------------------------------------------------------------
@@ -208,7 +214,7 @@ async def test_production_public_signup_is_for_candidates_only(prod_api: Api, cl
         resp = await prod_api.client.post("/auth/signup", json={
             "name": "X", "email": f"{role}@example.com", "password": PASSWORD, "role": role,
             "supervisorId": "a" * 24})
-        await expect(resp, 403, "Forbidden, insufficient permissions")
+        await expect(resp, 403, FORBIDDEN)
         await expect(await prod_api.client.post("/auth/login", json={"email": f"{role}@example.com",
                                                                      "password": PASSWORD}), 401)
 

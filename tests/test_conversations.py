@@ -1,40 +1,43 @@
 """CONTRACT.md A.4, A.5, B.3 and B.7: the conversation endpoints over real HTTP and WebSocket, against
 the real database — exact errors and shapes, the state machine, races, analytics, listings, history.
-
-The helpers at the top (``Chat``, ``World``, ``attempt``, the WebSocket helpers) are shared with
-``test_rbac_matrix.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
 import attrs
 import pytest
-from aiohttp import ClientResponse, ClientWebSocketResponse
+from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import Api, expect
+from tests.conftest import expect
+from tests.contract import (
+    ACTIVE_EXISTS,
+    AGENT_NOT_FOUND,
+    ALREADY_CLOSED,
+    CONV_NOT_FOUND,
+    FORBIDDEN,
+    HEX_ID,
+    INVALID,
+    INVALID_AGENT_ROLE,
+    INVALID_SUPERVISOR_ROLE,
+    ISO_MS_Z,
+    NOT_ALLOWED,
+    NOT_JOINED,
+    NOT_OPEN,
+    NOT_YOUR_AGENT,
+    NOT_YOUR_CONVERSATION,
+    SUPERVISOR_NOT_FOUND,
+    UNAUTHORIZED,
+)
+from tests.conversations_helpers import Chat, World, attempt, ref, snapshot
+from tests.ws_helpers import Peer, connected
 
-INVALID = "Invalid request schema"
-UNAUTHORIZED = "Unauthorized, token missing or invalid"
-FORBIDDEN = "Forbidden, insufficient permissions"
-CONV_NOT_FOUND = "Conversation not found"
-ALREADY_CLOSED = "Conversation already closed"
-NOT_OPEN = "Conversation is not open"
-ACTIVE_EXISTS = "Candidate already has an active conversation"
-NOT_YOUR_CONVERSATION = "cannot assign agent"
-NOT_YOUR_AGENT = "Agent doesn't belong to you"
-
-HEX_ID = re.compile(r"^[0-9a-f]{24}$")
-ISO_MS_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 UNKNOWN_ID = "0123456789abcdef01234567"  # well formed, never issued
 CONVERSATION_FIELDS = {"_id", "status", "candidateId", "supervisorId", "agentId", "createdAt"}
 
@@ -44,170 +47,29 @@ BAD_PATH_IDS = ["123", "a" * 25, "a" * 23, "g" * 24, "0123456789abcdef0123456z",
 BAD_BODY_IDS = ["123", "a" * 25, "g" * 24, "", {"$ne": None}, 123, 1.5, ["a" * 24], None, True]
 
 
-# --- helpers shared with test_rbac_matrix.py ---------------------------------------------------------
-
-
-def ref(thing: dict[str, Any] | str) -> str:
-    """The id of a user or conversation returned by the API, or an id given as is."""
-    return thing["_id"] if isinstance(thing, dict) else thing
-
-
-class Chat(Api):
-    """``Api`` plus the conversation endpoints; ``who`` is a user (with its token) or None (anonymous)."""
-
-    async def request(self, method: str, path: str, who: dict[str, Any] | None = None, *,
-                      json: Any = None, raw: str | bytes | None = None, params: Any = None) -> ClientResponse:
-        headers = self.auth(who) if who else {}
-        if raw is not None:
-            headers["Content-Type"] = "application/json"
-        return await self.client.request(method, path, json=json, data=raw, params=params, headers=headers)
-
-    async def call(self, method: str, path: str, who: dict[str, Any] | None = None, *, status: int = 200,
-                   error: str | None = None, **request: Any) -> Any:
-        """One request; asserts the status (and exact error) and returns the envelope's data."""
-        return await expect(await self.request(method, path, who, **request), status, error)
-
-    async def open(self, candidate: dict, supervisor: dict | str, **expected: Any) -> Any:
-        expected.setdefault("status", 201)
-        return await self.call("POST", "/conversations", candidate, json={"supervisorId": ref(supervisor)},
-                               **expected)
-
-    def assigning(self, supervisor: dict, conv: dict | str, agent: dict | str) -> Awaitable[ClientResponse]:
-        """The raw response (for races); ``assign`` checks it."""
-        return self.request("POST", f"/conversations/{ref(conv)}/assign", supervisor, json={"agentId": ref(agent)})
-
-    def closing(self, who: dict, conv: dict | str) -> Awaitable[ClientResponse]:
-        """The raw response (for races); ``close`` checks it."""
-        return self.request("POST", f"/conversations/{ref(conv)}/close", who, json={})
-
-    async def assign(self, supervisor: dict, conv: dict | str, agent: dict | str, *, status: int = 200,
-                     error: str | None = None) -> Any:
-        return await expect(await self.assigning(supervisor, conv, agent), status, error)
-
-    async def close(self, who: dict, conv: dict | str, *, status: int = 200, error: str | None = None) -> Any:
-        return await expect(await self.closing(who, conv), status, error)
-
-    async def view(self, who: dict, conv: dict | str, **expected: Any) -> Any:
-        return await self.call("GET", f"/conversations/{ref(conv)}", who, **expected)
-
-    async def history(self, who: dict, conv: dict | str, **params: Any) -> Any:
-        return await self.call("GET", f"/conversations/{ref(conv)}/messages", who, params=params)
-
-    async def listing(self, who: dict, path: str = "/conversations", **params: Any) -> list[dict[str, Any]]:
-        return await self.call("GET", path, who, params=params)
-
-    async def team(self, agents: int = 1) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """A supervisor and ``agents`` agents of its own."""
-        supervisor = await self.user("supervisor")
-        members = await asyncio.gather(*(self.user("agent", supervisor_id=supervisor["_id"]) for _ in range(agents)))
-        return supervisor, list(members)
-
-
-@pytest.fixture
-def chat(client: TestClient) -> Chat:
-    return Chat(client)
-
-
-@attrs.frozen
-class World:
-    """Supervisor S with agent A; candidate C with conversation X addressed to S and assigned to A over
-    HTTP (so X is still ``open``: A has not joined). Unrelated to X: supervisor S2 with agent A2,
-    candidate C2 (no conversation yet), and an ADMIN."""
-
-    ADMIN: dict[str, Any]
-    S: dict[str, Any]
-    A: dict[str, Any]
-    C: dict[str, Any]
-    X: dict[str, Any]
-    S2: dict[str, Any]
-    A2: dict[str, Any]
-    C2: dict[str, Any]
-
-    def party(self, name: str | None) -> dict[str, Any] | None:
-        return None if name is None else getattr(self, name)
-
-    def id(self, value: Any) -> Any:
-        """A party's id for its name ("S", "X"…); any other value (a literal id, a malformed one) as is."""
-        return getattr(self, value)["_id"] if isinstance(value, str) and value in WORLD_NAMES else value
-
-
-WORLD_NAMES = frozenset(f.name for f in attrs.fields(World))
-
-
-@pytest.fixture
-async def world(chat: Chat) -> World:
-    admin, (s, (a,)), (s2, (a2,)), c, c2 = await asyncio.gather(
-        chat.user("admin"), chat.team(), chat.team(), chat.user("candidate"), chat.user("candidate"))
-    x = await chat.open(c, s)
-    await chat.assign(s, x, a)
-    return World(ADMIN=admin, S=s, A=a, C=c, X=x, S2=s2, A2=a2, C2=c2)
-
-
-async def attempt(chat: Chat, world: World, who: str | None, route: str, body: dict | None = None,
-                  **expected: Any) -> Any:
-    """``who`` (a World name, None for anonymous) calls ``route``, written "METHOD /path", where path
-    segments and body values naming a World party ("X", "A"…) stand for that party's id."""
-    method, path = route.split(" ", 1)
-    path = "/".join(quote(str(world.id(segment)), safe="") for segment in path.split("/"))
-    json = None if body is None else {key: world.id(value) for key, value in body.items()}
-    return await chat.call(method, path, world.party(who), json=json, **expected)
-
-
-async def snapshot(chat: Chat, world: World) -> list[dict[str, Any]]:
-    """Every conversation as the admin sees it: a refused request must leave this unchanged."""
-    return await chat.listing(world.ADMIN)
-
-
-# --- WebSocket helpers ---------------------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def socket(client: TestClient, user: dict[str, Any]) -> AsyncIterator[ClientWebSocketResponse]:
-    ws = await client.ws_connect(f"/ws?token={user['token']}")
-    try:
-        yield ws
-    finally:
-        await ws.close()
-
-
-async def emit(ws: ClientWebSocketResponse, event: str, **data: Any) -> None:
-    await ws.send_json({"event": event, "data": data})
-
-
-async def receive(ws: ClientWebSocketResponse, event: str, timeout: float = 5.0) -> dict[str, Any]:
-    """The data of the next ``event`` frame; other frames are skipped, but an unexpected ERROR fails."""
-    while True:
-        frame = await asyncio.wait_for(ws.receive_json(), timeout)
-        if frame["event"] == event:
-            return frame["data"]
-        assert frame["event"] != "ERROR", frame
-
-
-async def join(ws: ClientWebSocketResponse, conv: dict | str) -> dict[str, Any]:
-    await emit(ws, "JOIN_CONVERSATION", conversationId=ref(conv))
-    return await receive(ws, "JOINED_CONVERSATION")
+# --- WebSocket steps (a socket is a tests.ws_helpers.Peer) --------------------------------------------------
 
 
 async def agent_joins(client: TestClient, agent: dict[str, Any], conv: dict | str) -> str:
     """The assigned agent joins over WebSocket (its first join moves open → assigned); the status it hears."""
-    async with socket(client, agent) as ws:
-        return (await join(ws, conv))["status"]
+    async with connected(client, agent) as peer:
+        return (await peer.join(ref(conv)))["status"]
 
 
-async def close_in_chat(ws: ClientWebSocketResponse, conv: dict | str) -> None:
+async def close_in_chat(peer: Peer, conv: dict | str) -> None:
     """The assigned agent closes the conversation over WebSocket (CLOSE_CONVERSATION)."""
-    await emit(ws, "CLOSE_CONVERSATION", conversationId=ref(conv))
-    assert (await receive(ws, "CONVERSATION_CLOSED"))["conversationId"] == ref(conv)
+    await peer.emit("CLOSE_CONVERSATION", {"conversationId": ref(conv)})
+    assert (await peer.next_of("CONVERSATION_CLOSED"))["conversationId"] == ref(conv)
 
 
-async def send_all(ws: ClientWebSocketResponse, conv: dict | str, texts: list[str]) -> list[dict[str, Any]]:
+async def send_all(peer: Peer, conv: dict | str, texts: list[str]) -> list[dict[str, Any]]:
     """Send each text with a clientMessageId; the MESSAGE_SENT acks, in the order sent."""
     ids = [uuid.uuid4().hex for _ in texts]
     for client_id, text in zip(ids, texts, strict=True):
-        await emit(ws, "SEND_MESSAGE", conversationId=ref(conv), content=text, clientMessageId=client_id)
+        await peer.say(ref(conv), text, client_id)
     acks: dict[str, dict[str, Any]] = {}
     while len(acks) < len(ids):
-        ack = await receive(ws, "MESSAGE_SENT")
+        ack = await peer.next_of("MESSAGE_SENT")
         acks[ack["clientMessageId"]] = ack
     return [acks[client_id] for client_id in ids]
 
@@ -236,13 +98,13 @@ ERRORS = [
     err("POST /conversations", None, {"supervisorId": "123"}, 401, UNAUTHORIZED, "auth before schema"),
     err("POST /conversations", "A", {"supervisorId": "123"}, 403, FORBIDDEN, "role before schema"),
     err("POST /conversations", "C2", {}, 400, INVALID, "missing supervisorId"),
-    err("POST /conversations", "C2", {"supervisorId": UNKNOWN_ID}, 404, "Supervisor not found", "unknown supervisor"),
-    err("POST /conversations", "C2", {"supervisorId": "X"}, 404, "Supervisor not found", "a conversation id"),
-    err("POST /conversations", "C2", {"supervisorId": "C"}, 400, "Invalid supervisor role", "a candidate"),
-    err("POST /conversations", "C2", {"supervisorId": "A"}, 400, "Invalid supervisor role", "an agent"),
-    err("POST /conversations", "C2", {"supervisorId": "ADMIN"}, 400, "Invalid supervisor role", "an admin"),
+    err("POST /conversations", "C2", {"supervisorId": UNKNOWN_ID}, 404, SUPERVISOR_NOT_FOUND, "unknown supervisor"),
+    err("POST /conversations", "C2", {"supervisorId": "X"}, 404, SUPERVISOR_NOT_FOUND, "a conversation id"),
+    err("POST /conversations", "C2", {"supervisorId": "C"}, 400, INVALID_SUPERVISOR_ROLE, "a candidate"),
+    err("POST /conversations", "C2", {"supervisorId": "A"}, 400, INVALID_SUPERVISOR_ROLE, "an agent"),
+    err("POST /conversations", "C2", {"supervisorId": "ADMIN"}, 400, INVALID_SUPERVISOR_ROLE, "an admin"),
     err("POST /conversations", "C", {"supervisorId": "S2"}, 409, ACTIVE_EXISTS, "candidate with an open one"),
-    err("POST /conversations", "C", {"supervisorId": UNKNOWN_ID}, 404, "Supervisor not found",
+    err("POST /conversations", "C", {"supervisorId": UNKNOWN_ID}, 404, SUPERVISOR_NOT_FOUND,
         "existence before the active-conversation rule"),
     # POST /conversations/:id/assign (supervisor) {agentId}
     err("POST /conversations/X/assign", None, {"agentId": "A"}, 401, UNAUTHORIZED, "no token"),
@@ -261,12 +123,12 @@ ERRORS = [
         "conversation of another supervisor"),
     err("POST /conversations/X/assign", "S2", {"agentId": "A"}, 403, NOT_YOUR_CONVERSATION,
         "conversation ownership before agent ownership"),
-    err("POST /conversations/X/assign", "S", {"agentId": UNKNOWN_ID}, 404, "Agent not found", "unknown agent"),
-    err("POST /conversations/X/assign", "S", {"agentId": "X"}, 404, "Agent not found", "a conversation id"),
-    err("POST /conversations/X/assign", "S", {"agentId": "C"}, 400, "Invalid agent role", "a candidate"),
-    err("POST /conversations/X/assign", "S", {"agentId": "S"}, 400, "Invalid agent role", "itself"),
-    err("POST /conversations/X/assign", "S", {"agentId": "S2"}, 400, "Invalid agent role", "a supervisor"),
-    err("POST /conversations/X/assign", "S", {"agentId": "ADMIN"}, 400, "Invalid agent role", "an admin"),
+    err("POST /conversations/X/assign", "S", {"agentId": UNKNOWN_ID}, 404, AGENT_NOT_FOUND, "unknown agent"),
+    err("POST /conversations/X/assign", "S", {"agentId": "X"}, 404, AGENT_NOT_FOUND, "a conversation id"),
+    err("POST /conversations/X/assign", "S", {"agentId": "C"}, 400, INVALID_AGENT_ROLE, "a candidate"),
+    err("POST /conversations/X/assign", "S", {"agentId": "S"}, 400, INVALID_AGENT_ROLE, "itself"),
+    err("POST /conversations/X/assign", "S", {"agentId": "S2"}, 400, INVALID_AGENT_ROLE, "a supervisor"),
+    err("POST /conversations/X/assign", "S", {"agentId": "ADMIN"}, 400, INVALID_AGENT_ROLE, "an admin"),
     err("POST /conversations/X/assign", "S", {"agentId": "A2"}, 403, NOT_YOUR_AGENT, "agent of another supervisor"),
     # GET /conversations/:id (any role, scoped)
     err("GET /conversations/X", None, None, 401, UNAUTHORIZED, "no token"),
@@ -385,9 +247,9 @@ async def test_assign_returns_exactly_the_three_ids_and_keeps_the_status(chat: C
 
 
 async def test_view_shows_the_conversation_with_its_messages(chat: Chat, client: TestClient, world: World):
-    async with socket(client, world.C) as ws:
-        await join(ws, world.X)
-        await send_all(ws, world.X, ["hello", "anyone?"])
+    async with connected(client, world.C) as peer:
+        await peer.join(ref(world.X))
+        await send_all(peer, world.X, ["hello", "anyone?"])
     for who in (world.C, world.A, world.S, world.ADMIN):
         view = await chat.view(who, world.X)
         staff = {"assignments": view["assignments"]} if who is not world.C else {}
@@ -435,36 +297,36 @@ async def test_assign_keeps_open_and_the_agents_join_makes_it_assigned(chat: Cha
 @pytest.mark.parametrize("closer", ["S", "ADMIN"])
 async def test_an_open_conversation_closed_over_http_is_terminal(chat: Chat, client: TestClient, world: World,
                                                                 closer):
-    async with socket(client, world.C) as ws:
-        assert (await join(ws, world.X))["status"] == "open"  # a candidate may join before any agent
+    async with connected(client, world.C) as peer:
+        assert (await peer.join(ref(world.X)))["status"] == "open"  # a candidate may join before any agent
         data = await chat.close(world.party(closer), world.X)
         assert data == {"conversationId": world.X["_id"], "status": "closed"}
-        assert (await receive(ws, "CONVERSATION_CLOSED"))["conversationId"] == world.X["_id"]
+        assert (await peer.next_of("CONVERSATION_CLOSED"))["conversationId"] == world.X["_id"]
     await assert_closed_for_good(chat, world, world.X)
 
 
 async def test_a_conversation_closed_by_its_agent_is_terminal_over_http(chat: Chat, client: TestClient,
                                                                         world: World):
-    async with socket(client, world.A) as ws:
-        assert (await join(ws, world.X))["status"] == "assigned"
-        await close_in_chat(ws, world.X)
+    async with connected(client, world.A) as peer:
+        assert (await peer.join(ref(world.X)))["status"] == "assigned"
+        await close_in_chat(peer, world.X)
     await assert_closed_for_good(chat, world, world.X)
 
 
 async def test_reassignment_moves_access_at_once(chat: Chat, client: TestClient, world: World):
     newcomer = await chat.user("agent", supervisor_id=world.S["_id"])
-    async with socket(client, world.A) as ws:
-        assert (await join(ws, world.X))["status"] == "assigned"
+    async with connected(client, world.A) as peer:
+        assert (await peer.join(ref(world.X)))["status"] == "assigned"
         data = await chat.assign(world.S, world.X, newcomer)
         assert data == {"conversationId": world.X["_id"], "agentId": newcomer["_id"], "supervisorId": world.S["_id"]}
         # The previous agent lost access at once: over HTTP, and its socket left the room.
         await chat.view(world.A, world.X, status=403, error=FORBIDDEN)
         await chat.call("GET", f"/conversations/{world.X['_id']}/messages", world.A, status=403, error=FORBIDDEN)
         assert world.X["_id"] not in ids_of(await chat.listing(world.A))
-        await emit(ws, "SEND_MESSAGE", conversationId=world.X["_id"], content="still here?")
-        assert (await receive(ws, "ERROR"))["message"] == "You must join the conversation first"
-        await emit(ws, "JOIN_CONVERSATION", conversationId=world.X["_id"])
-        assert (await receive(ws, "ERROR"))["message"] == "Not allowed to access this conversation"
+        await peer.say(world.X["_id"], "still here?")
+        assert (await peer.next_of("ERROR"))["message"] == NOT_JOINED
+        await peer.emit("JOIN_CONVERSATION", {"conversationId": world.X["_id"]})
+        assert (await peer.next_of("ERROR"))["message"] == NOT_ALLOWED
     view = await chat.view(newcomer, world.X)
     assert (view["status"], view["agentId"]) == ("assigned", newcomer["_id"])  # status unchanged
     assert ids_of(await chat.listing(newcomer)) == [world.X["_id"]]
@@ -522,15 +384,14 @@ async def test_two_closes_race_and_exactly_one_wins(chat: Chat, world: World):
 async def test_agent_join_racing_close_has_one_consistent_winner(chat: Chat, client: TestClient, world: World):
     """open → assigned (the agent's join) and open → closed (HTTP) exclude each other."""
 
-    async def joining(ws: ClientWebSocketResponse, conv: dict) -> dict[str, Any]:
-        await emit(ws, "JOIN_CONVERSATION", conversationId=conv["_id"])
-        return await asyncio.wait_for(ws.receive_json(), 5)
+    async def joining(peer: Peer, conv: dict) -> dict[str, Any]:
+        return await peer.ask("JOIN_CONVERSATION", {"conversationId": conv["_id"]})
 
-    async with socket(client, world.A) as ws:
+    async with connected(client, world.A) as peer:
         for _ in range(10):
             conv = await chat.open(world.C2, world.S)
             await chat.assign(world.S, conv, world.A)
-            close, frame = await asyncio.gather(chat.closing(world.S, conv), joining(ws, conv))
+            close, frame = await asyncio.gather(chat.closing(world.S, conv), joining(peer, conv))
             final = (await chat.view(world.ADMIN, conv))["status"]
             if close.status == 200:  # the close came first: the join is refused, the conversation stays closed
                 await expect(close, 200)
@@ -539,7 +400,7 @@ async def test_agent_join_racing_close_has_one_consistent_winner(chat: Chat, cli
             await expect(close, 400, NOT_OPEN)
             assert frame["event"] == "JOINED_CONVERSATION" and frame["data"]["status"] == "assigned"
             assert final == "assigned"
-            await close_in_chat(ws, conv)  # make room for the next round
+            await close_in_chat(peer, conv)  # make room for the next round
 
 
 # --- analytics (A.4) -----------------------------------------------------------------------------------------
@@ -580,9 +441,9 @@ async def test_analytics_counts_closed_conversations_per_supervisor(chat: Chat, 
 
     await chat.close(s1, by_http)
     await chat.close(admin, unassigned)
-    async with socket(client, a2) as ws:
-        assert (await join(ws, in_chat))["status"] == "assigned"
-        await close_in_chat(ws, in_chat)
+    async with connected(client, a2) as peer:
+        assert (await peer.join(ref(in_chat)))["status"] == "assigned"
+        await close_in_chat(peer, in_chat)
     assert await analytics(chat, admin) == dict([stats(s1, 2, 2), stats(s2, 1, 0), stats(s3, 0, 0)])
 
 
@@ -713,12 +574,12 @@ TEXTS = ["one", "two", "three", "four", "five"]
 @pytest.fixture
 async def chatted(chat: Chat, client: TestClient, world: World) -> list[dict[str, Any]]:
     """Five messages in X: three by the candidate (while X is open), two by the agent (after it joined)."""
-    async with socket(client, world.C) as ws:
-        assert (await join(ws, world.X))["status"] == "open"
-        acks = await send_all(ws, world.X, TEXTS[:3])
-    async with socket(client, world.A) as ws:
-        assert (await join(ws, world.X))["status"] == "assigned"
-        acks += await send_all(ws, world.X, TEXTS[3:])
+    async with connected(client, world.C) as peer:
+        assert (await peer.join(ref(world.X)))["status"] == "open"
+        acks = await send_all(peer, world.X, TEXTS[:3])
+    async with connected(client, world.A) as peer:
+        assert (await peer.join(ref(world.X)))["status"] == "assigned"
+        acks += await send_all(peer, world.X, TEXTS[3:])
     assert [ack["seq"] for ack in acks] == [1, 2, 3, 4, 5]
     return acks
 
@@ -764,8 +625,8 @@ async def test_following_next_after_seq_reads_everything_once(chat: Chat, world:
 
 
 async def test_history_survives_the_close(chat: Chat, client: TestClient, world: World, chatted):
-    async with socket(client, world.A) as ws:
-        await close_in_chat(ws, world.X)
+    async with connected(client, world.A) as peer:
+        await close_in_chat(peer, world.X)
     page = await chat.history(world.C, world.X)
     assert [m["content"] for m in page["messages"]] == TEXTS
     assert [m["content"] for m in (await chat.view(world.ADMIN, world.X))["messages"]] == TEXTS

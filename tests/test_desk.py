@@ -9,13 +9,21 @@ from typing import Any
 import pytest
 
 from tests.conftest import Api, expect, make_settings
+from tests.contract import (
+    AGENT_NOT_FOUND,
+    ALREADY_CLOSED,
+    FORBIDDEN,
+    FORBIDDEN_FOR_ROLE,
+    INVALID,
+    INVALID_AGENT_ROLE,
+    INVALID_FORMAT,
+    NOT_ALLOWED,
+    NOT_JOINED,
+    SUPERVISOR_NOT_FOUND,
+    UNKNOWN_EVENT,
+)
 from tests.ws_helpers import Peer, Scene, eventually
 
-FORBIDDEN = "Forbidden, insufficient permissions"
-FORBIDDEN_FOR_ROLE = "Forbidden for this role"
-NOT_ALLOWED = "Not allowed to access this conversation"
-INVALID = "Invalid request schema"
-ALREADY_CLOSED = "Conversation already closed"
 
 
 async def until(peer: Peer, event: str, match: Any = lambda data: True, timeout: float = 10.0) -> dict[str, Any]:
@@ -29,7 +37,7 @@ async def until(peer: Peer, event: str, match: Any = lambda data: True, timeout:
 
 async def quiet(peer: Peer) -> None:
     """Nothing is waiting for this socket (any role): an unknown event is answered next."""
-    await peer.fails("Unknown event", "NO_SUCH_EVENT", {})
+    await peer.fails(UNKNOWN_EVENT, "NO_SUCH_EVENT", {})
 
 
 async def subscribed(scene: Scene, user: dict[str, Any]) -> tuple[Peer, list[dict[str, Any]]]:
@@ -170,7 +178,7 @@ async def test_routing_settings_belong_to_the_supervisor_and_admins(client):
                 {"mode": "fast"}, {"mode": {"$ne": None}}, {"mode": "auto", "maxConcurrent": "3"}, {}):
         assert await routing(scene, scene.supervisor, bad, status=400) == INVALID
     assert await routing(scene, scene.supervisor, status=400, supervisor_id="nope") == INVALID
-    assert await routing(scene, scene.supervisor, status=404, supervisor_id=scene.agent["_id"]) == "Supervisor not found"
+    assert await routing(scene, scene.supervisor, status=404, supervisor_id=scene.agent["_id"]) == SUPERVISOR_NOT_FOUND
 
 
 async def test_auto_routing_fills_capacity_oldest_first_and_frees_on_close(client):
@@ -250,7 +258,7 @@ async def test_the_agent_transfers_the_chat_live(client):
     assert done["agentId"] == new_agent["_id"] and done["status"] == "assigned"
     assert [(a["agentId"], a["by"]) for a in done["assignments"]] == [
         (scene.agent["_id"], scene.supervisor["_id"]), (new_agent["_id"], scene.agent["_id"])]
-    await old.fails("You must join the conversation first", "SEND_MESSAGE",
+    await old.fails(NOT_JOINED, "SEND_MESSAGE",
                     {"conversationId": scene.conv_id, "content": "mine?"})
     new = await scene.joined(new_agent)
     await new.say(scene.conv_id, "I take it from here")
@@ -260,8 +268,8 @@ async def test_the_agent_transfers_the_chat_live(client):
     stranger = await Api(client).user("agent", supervisor_id=(await Api(client).user("supervisor"))["_id"])
     assert await transfer(scene, scene.supervisor, stranger["_id"], 403) == "Agent doesn't belong to this supervisor"
     assert await transfer(scene, scene.candidate, new_agent["_id"], 403) == FORBIDDEN
-    assert await transfer(scene, scene.supervisor, scene.candidate["_id"], 400) == "Invalid agent role"
-    assert await transfer(scene, scene.supervisor, "0" * 24, 404) == "Agent not found"
+    assert await transfer(scene, scene.supervisor, scene.candidate["_id"], 400) == INVALID_AGENT_ROLE
+    assert await transfer(scene, scene.supervisor, "0" * 24, 404) == AGENT_NOT_FOUND
     assert await transfer(scene, scene.supervisor, "nope", 400) == INVALID
     resp = await client.post(f"/conversations/{scene.conv_id}/transfer", json={"agentId": {"$ne": None}},
                              headers=scene.api.auth(scene.supervisor))
@@ -321,6 +329,6 @@ async def test_new_events_refuse_malformed_data(client, event):
     scene = await Scene.create(client)
     peer = await scene.connect(scene.agent if event == "SET_PRESENCE" else scene.supervisor)
     for bad in ('{"event": "%s", "data": []}' % event, '{"event": "%s"}' % event):
-        await peer.fails_raw("Invalid message format", bad)
+        await peer.fails_raw(INVALID_FORMAT, bad)
     if event != "SUBSCRIBE_INBOX":
         await peer.fails(INVALID, event, {"conversationId": {"$ne": None}, "status": 5})

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.test_process import Server, gone
+from tests.processes import Server, gone
 from tests.ws_helpers import Peer, Scene, by_client_id, seqs
 
 pytestmark = pytest.mark.slow

@@ -11,8 +11,7 @@ import pytest
 from livechat.app import create_app
 from livechat.storage.embedded import EmbeddedServer
 from tests.conftest import Api, expect, make_settings
-
-INVALID = "Invalid request schema"
+from tests.contract import INVALID, TOO_LARGE, UNAVAILABLE
 
 
 async def test_unknown_route_and_wrong_method(client):
@@ -44,7 +43,7 @@ async def test_oversize_body_is_413_and_writes_nothing(client, api: Api):
     payload = b'{"name": "' + b"x" * (2 * 1024 * 1024) + b'", "email": "big@example.com", ' \
               b'"password": "correct horse", "role": "candidate"}'
     resp = await client.post("/auth/signup", data=io.BytesIO(payload), headers={"Content-Type": "application/json"})
-    await expect(resp, 413, "Request body too large")
+    await expect(resp, 413, TOO_LARGE)
     await api.signup(email="big@example.com")  # nothing was stored under that email
 
 
@@ -103,9 +102,9 @@ async def test_database_outage_gives_503_quickly_and_recovery(app_client):
         await api.signup(email="before@example.com")
         await asyncio.to_thread(server.stop)
         started = time.monotonic()
-        await expect(await client.get("/health/ready"), 503, "Service unavailable")
+        await expect(await client.get("/health/ready"), 503, UNAVAILABLE)
         resp = await client.post("/auth/login", json={"email": "before@example.com", "password": "whatever1"})
-        await expect(resp, 503, "Service unavailable")
+        await expect(resp, 503, UNAVAILABLE)
         assert time.monotonic() - started < 6
         await expect(await client.get("/health/live"), 200)
     finally:

@@ -16,11 +16,9 @@ import pymongo
 import pytest
 
 from tests.processes import Client, Livechat, RestartableDatabase, Socket, livechat_env
+from tests.contract import NOT_JOINED, UNAVAILABLE
 
 pytestmark = pytest.mark.slow
-
-NOT_JOINED = "You must join the conversation first"
-UNAVAILABLE = "Service unavailable"
 
 
 @contextlib.asynccontextmanager

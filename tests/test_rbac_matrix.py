@@ -1,7 +1,7 @@
 """Who may call which REST route or send which WebSocket event (CONTRACT.md A.1, A.2, A.4, B.3, B.7,
 C.2–C.5), as one table.
 
-Every case runs against a fresh World (see test_conversations.py):
+Every case runs against a fresh World (see tests/conversations_helpers.py):
 
     S (supervisor) ── A (agent)        C (candidate) ── X: addressed to S, assigned to A over HTTP,
     S2 (supervisor) ── A2 (agent)      C2 (candidate, no conversation)     still `open` (A never joined)
@@ -29,10 +29,19 @@ import pytest
 
 from typing import Any
 
-from tests.test_conversations import (ACTIVE_EXISTS, FORBIDDEN, NOT_YOUR_CONVERSATION, UNAUTHORIZED, Chat, World,
-                                      attempt, snapshot)
+from tests.contract import (
+    ACTIVE_EXISTS,
+    FORBIDDEN,
+    FORBIDDEN_FOR_ROLE,
+    NOT_ALLOWED,
+    NOT_YOUR_CONVERSATION,
+    UNAUTHORIZED,
+    UNAUTHORIZED_CLOSE,
+    UNKNOWN_EVENT,
+    WS_UNAUTHORIZED,
+)
+from tests.conversations_helpers import Chat, World, attempt, snapshot
 from tests.ws_helpers import Peer
-from tests.test_conversations import chat, world  # noqa: F401  (the fixtures this module uses)
 
 MATRIX = """
 | route                          | anonymous | candidate | agent     | supervisor | admin |
@@ -68,8 +77,6 @@ BODIES = {
     "WS UNWATCH_CONVERSATION": {"conversationId": "X"},
 }
 
-WS_UNAUTHORIZED = "Unauthorized or invalid token"
-
 ANSWERS = {  # the event that answers an allowed WebSocket event; None: it has no answer
     "WS SUBSCRIBE_INBOX": "INBOX_SUBSCRIBED",
     "WS SET_PRESENCE": None,
@@ -85,8 +92,8 @@ OUTCOMES = {
     "403*": (403, NOT_YOUR_CONVERSATION),
     "409": (409, ACTIVE_EXISTS),
     "ok": (200, None),
-    "role": (403, "Forbidden for this role"),
-    "denied": (403, "Not allowed to access this conversation"),
+    "role": (403, FORBIDDEN_FOR_ROLE),
+    "denied": (403, NOT_ALLOWED),
 }
 
 CALLERS = {  # (role column, relation) → World party; None: no token at all
@@ -147,7 +154,7 @@ async def emit(chat: Chat, world: World, who: str | None, route: str, *, status:
     try:
         if status == 401:
             assert await peer.expect_event("ERROR") == {"message": WS_UNAUTHORIZED}
-            assert (await ws.receive()).type.name in {"CLOSE", "CLOSING", "CLOSED"} and ws.close_code == 4401
+            assert (await ws.receive()).type.name in {"CLOSE", "CLOSING", "CLOSED"} and ws.close_code == UNAUTHORIZED_CLOSE
             return
         await peer.emit(event, {key: world.id(value) for key, value in BODIES[route].items()})
         if status >= 400:
@@ -155,6 +162,6 @@ async def emit(chat: Chat, world: World, who: str | None, route: str, *, status:
         elif ANSWERS[route] is not None:
             answer: dict[str, Any] = await peer.expect_event(ANSWERS[route])
             assert answer.get("conversationId", world.X["_id"]) == world.X["_id"]
-        await peer.fails("Unknown event", "NO_SUCH_EVENT", {})
+        await peer.fails(UNKNOWN_EVENT, "NO_SUCH_EVENT", {})
     finally:
         await ws.close()

@@ -13,16 +13,20 @@ from livechat.domain.models import ConversationStatus
 from livechat.keys import services_key
 
 from tests.conftest import Api, expect
-from tests.ws_helpers import (
+from tests.contract import (
     ALREADY_CLOSED,
     FORBIDDEN_FOR_ROLE,
+    INVALID,
     INVALID_FORMAT,
-    INVALID_SCHEMA,
     NOT_ALLOWED,
     NOT_JOINED,
+    NOT_OPEN,
     NOT_YET_ASSIGNED,
+    UNAUTHORIZED_CLOSE,
     UNKNOWN_EVENT,
     WS_UNAUTHORIZED,
+)
+from tests.ws_helpers import (
     Peer,
     Scene,
     check_ack,
@@ -31,13 +35,9 @@ from tests.ws_helpers import (
     eventually,
     forged_token,
     room_size,
-    scene_fixture,
     sockets_of,
 )
 
-UNAUTHORIZED_CLOSE = 4401
-
-scene = pytest.fixture(scene_fixture, name="scene")
 
 
 # --- authentication --------------------------------------------------------------------------
@@ -103,13 +103,13 @@ async def test_a_missing_or_malformed_conversation_id_is_invalid_schema(scene, e
     for data in ({}, {"conversationId": None}, {"conversationId": 42}, {"conversationId": "abc"},
                  {"conversationId": scene.conv_id + "0"}, {"conversationId": {"$ne": None}},
                  {"conversationId": [scene.conv_id]}, {"conversationId": "z" * 24}):
-        await peer.fails(INVALID_SCHEMA, event, {"content": "hello", **data})
+        await peer.fails(INVALID, event, {"content": "hello", **data})
     await peer.idle()
 
 
 async def test_content_is_counted_in_characters(scene):
     cand, listener = await scene.joined(scene.candidate), await scene.joined(scene.agent)
-    await cand.fails(INVALID_SCHEMA, "SEND_MESSAGE", {"conversationId": scene.conv_id, "content": "\U0001F600" * 10_001})
+    await cand.fails(INVALID, "SEND_MESSAGE", {"conversationId": scene.conv_id, "content": "\U0001F600" * 10_001})
     widest = "\U0001F600" * 10_000  # 10,000 characters, 40,000 bytes
     await cand.sent(scene.conv_id, widest, "emoji")
     [heard] = await listener.new_messages(1)
@@ -122,7 +122,7 @@ async def test_a_lone_surrogate_is_refused_and_the_socket_stays_open(scene):
     await cand.ws.send_str(json.dumps({"event": "SEND_MESSAGE",
                                        "data": {"conversationId": scene.conv_id, "content": "a\ud800b"}}))
     reply = await cand.recv()
-    assert reply["event"] == "ERROR" and reply["data"]["message"] in (INVALID_SCHEMA, INVALID_FORMAT), reply
+    assert reply["event"] == "ERROR" and reply["data"]["message"] in (INVALID, INVALID_FORMAT), reply
     await listener.idle()
     assert await scene.history() == []
     await cand.sent(scene.conv_id, "plain", "after")
@@ -132,11 +132,11 @@ async def test_bad_content_is_invalid_schema_and_echoes_the_client_message_id(sc
     cand, listener = await scene.joined(scene.candidate), await scene.joined(scene.agent)
     bad_contents = ["", " ", " \n\t ", 5, None, True, ["hi"], {"text": "hi"}, "x" * 10_001, "  " + "y" * 10_001]
     for content in bad_contents:
-        await cand.fails(INVALID_SCHEMA, "SEND_MESSAGE", {"conversationId": scene.conv_id, "content": content})
-        await cand.fails(INVALID_SCHEMA, "SEND_MESSAGE",
+        await cand.fails(INVALID, "SEND_MESSAGE", {"conversationId": scene.conv_id, "content": content})
+        await cand.fails(INVALID, "SEND_MESSAGE",
                          {"conversationId": scene.conv_id, "content": content, "clientMessageId": "m-1"},
                          clientMessageId="m-1")
-    await cand.fails(INVALID_SCHEMA, "SEND_MESSAGE", {"conversationId": scene.conv_id})
+    await cand.fails(INVALID, "SEND_MESSAGE", {"conversationId": scene.conv_id})
     # 10,000 characters after trimming is the largest accepted content; surrounding blanks do not count.
     longest = "   " + "z" * 10_000 + "\n"
     ack = await cand.sent(scene.conv_id, longest, "longest")
@@ -150,7 +150,7 @@ async def test_bad_content_is_invalid_schema_and_echoes_the_client_message_id(sc
 @pytest.mark.parametrize("client_id", ["", "x" * 65, 7, 1.5, True, ["m"], {"id": "m"}])
 async def test_an_invalid_client_message_id_is_invalid_schema_without_echo(scene, client_id):
     cand, listener = await scene.joined(scene.candidate), await scene.joined(scene.agent)
-    await cand.fails(INVALID_SCHEMA, "SEND_MESSAGE",
+    await cand.fails(INVALID, "SEND_MESSAGE",
                      {"conversationId": scene.conv_id, "content": "hello", "clientMessageId": client_id})
     await listener.idle()  # nothing was broadcast
     assert await scene.history() == []
@@ -161,7 +161,7 @@ async def test_an_invalid_client_message_id_is_invalid_schema_without_echo(scene
 async def test_join_with_a_malformed_last_seq_is_invalid_schema(scene):
     peer = await scene.connect(scene.candidate)
     for last_seq in (-1, "3", 1.5, True, [], {}, 2**60):
-        await peer.fails(INVALID_SCHEMA, "JOIN_CONVERSATION", {"conversationId": scene.conv_id, "lastSeq": last_seq})
+        await peer.fails(INVALID, "JOIN_CONVERSATION", {"conversationId": scene.conv_id, "lastSeq": last_seq})
     assert await peer.join(scene.conv_id, lastSeq=0) == {"conversationId": scene.conv_id, "status": "open",
                                                          "lastSeq": 0}
 
@@ -370,7 +370,7 @@ async def test_closing_over_http_tells_the_room(scene):
 async def test_an_assigned_conversation_is_closed_in_chat_not_over_http(scene):
     cand, agent = await scene.joined(scene.candidate), await scene.joined(scene.agent)
     resp = await scene.client.post(f"/conversations/{scene.conv_id}/close", headers=scene.api.auth(scene.supervisor))
-    await expect(resp, 400, "Conversation is not open")
+    await expect(resp, 400, NOT_OPEN)
     await cand.idle()  # nothing was announced
     await agent.emit("CLOSE_CONVERSATION", {"conversationId": scene.conv_id})
     for peer in (agent, cand):

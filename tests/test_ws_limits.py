@@ -7,27 +7,29 @@ import asyncio
 import contextlib
 import json
 
-import pytest
 from aiohttp import WSMsgType
 
 from tests.conftest import make_settings
-from tests.ws_helpers import (
+from tests.contract import (
+    GOING_AWAY,
+    INVALID,
     INVALID_FORMAT,
-    INVALID_SCHEMA,
+    POLICY,
+    SLOW_CONSUMER,
+    TOO_BIG,
     TOO_MANY_CONNECTIONS,
     TOO_MANY_MESSAGES,
+    UNSUPPORTED,
+)
+from tests.ws_helpers import (
     Peer,
     Scene,
     eventually,
     room_size,
-    scene_fixture,
     seqs,
     sockets_of,
 )
 
-SLOW_CONSUMER, POLICY, TOO_BIG, UNSUPPORTED, GOING_AWAY = 1013, 1008, 1009, 1003, 1001
-
-scene = pytest.fixture(scene_fixture, name="scene")
 
 
 async def scene_with(app_client, mongo_uri: str, **ws) -> Scene:
@@ -98,7 +100,7 @@ async def test_a_frame_over_the_limit_closes_with_1009(scene):
 async def test_a_frame_of_exactly_the_limit_is_still_read(scene):
     """64 KiB is the largest accepted frame: it is parsed (and refused for its content)."""
     peer = await scene.joined(scene.candidate)
-    await peer.fails_raw(INVALID_SCHEMA, sized_frame(scene.conv_id, 64 * 1024))
+    await peer.fails_raw(INVALID, sized_frame(scene.conv_id, 64 * 1024))
     await peer.idle()
 
 

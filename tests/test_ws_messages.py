@@ -8,20 +8,18 @@ from typing import Any
 
 import pytest
 
+from tests.contract import ALREADY_CLOSED
 from tests.ws_helpers import (
     Peer,
     Scene,
     by_client_id,
     check_ack,
     check_new_message,
-    scene_fixture,
     seqs,
     stream_key,
 )
 
 PER_SENDER = 200  # the guaranteed burst of one socket (B.4)
-
-scene = pytest.fixture(scene_fixture, name="scene")
 
 
 async def burst(sender: Peer, conv_id: str, prefix: str, count: int, *, pause: float = 0.0) -> None:
@@ -263,7 +261,7 @@ async def test_no_message_is_stored_or_acked_after_the_close(client):
         assert all(f["event"] == "ERROR" for f in answered[len(cand_frames) - 1:]), "acked after the close"
         acked = [f["data"]["clientMessageId"] for f in answered if f["event"] == "MESSAGE_SENT"]
         refused = [f["data"] for f in answered if f["event"] == "ERROR"]
-        assert all(r["message"] == "Conversation already closed" for r in refused), refused
+        assert all(r["message"] == ALREADY_CLOSED for r in refused), refused
         assert sorted(acked + [r["clientMessageId"] for r in refused]) == sorted(sent)
         heard = [f["data"] for f in agent_frames if f["event"] == "NEW_MESSAGE"]
         assert [m["content"] for m in heard] == acked  # the room heard exactly what was stored

@@ -7,6 +7,7 @@ import asyncio
 
 from livechat.storage.embedded import EmbeddedServer
 from tests.conftest import Api, expect, make_settings
+from tests.contract import UNAVAILABLE
 
 
 async def next_event(ws, timeout: float = 10.0) -> dict:
@@ -40,7 +41,7 @@ async def test_sends_fail_cleanly_during_an_outage_and_recover(app_client, tmp_p
 
         await asyncio.to_thread(server.stop)
         failed = await send("during")
-        assert failed == {"event": "ERROR", "data": {"message": "Service unavailable", "clientMessageId": "during"}}
+        assert failed == {"event": "ERROR", "data": {"message": UNAVAILABLE, "clientMessageId": "during"}}
 
         server.start()  # same port, same files
         await asyncio.to_thread(server.wait_ready, 30)

@@ -5,9 +5,10 @@ S, candidate C whose conversation is addressed to S and (by default) assigned to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import re
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import attrs
@@ -18,22 +19,8 @@ from bson import ObjectId
 
 from livechat.keys import services_key
 from tests.conftest import TEST_SECRET, Api, expect
+from tests.contract import HEX_ID, ISO_MS_Z
 
-# The contract's texts (A.6, B.2, B.4), spelled out here so a typo in the app cannot hide.
-WS_UNAUTHORIZED = "Unauthorized or invalid token"
-INVALID_FORMAT = "Invalid message format"
-UNKNOWN_EVENT = "Unknown event"
-INVALID_SCHEMA = "Invalid request schema"
-FORBIDDEN_FOR_ROLE = "Forbidden for this role"
-NOT_ALLOWED = "Not allowed to access this conversation"
-ALREADY_CLOSED = "Conversation already closed"
-NOT_YET_ASSIGNED = "Conversation not yet assigned"
-NOT_JOINED = "You must join the conversation first"
-TOO_MANY_MESSAGES = "Too many messages"
-TOO_MANY_CONNECTIONS = "Too many connections"
-
-ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
-HEX_ID = re.compile(r"^[0-9a-f]{24}$")
 NEW_MESSAGE_FIELDS = {"conversationId", "senderId", "senderRole", "content", "createdAt", "messageId", "seq"}
 MESSAGE_SENT_FIELDS = {"conversationId", "clientMessageId", "messageId", "seq", "createdAt"}
 CLOSED_STATES = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED)
@@ -85,6 +72,15 @@ class Peer:
         frame = await self.recv(timeout)
         assert frame["event"] == event, (event, frame)
         return frame["data"]
+
+    async def next_of(self, event: str, timeout: float = 5.0) -> dict[str, Any]:
+        """The data of the next ``event`` frame; other frames (broadcasts the test does not follow)
+        are passed over, but an ERROR the test did not ask for fails it."""
+        while True:
+            frame = await self.recv(timeout)
+            if frame["event"] == event:
+                return frame["data"]
+            assert frame["event"] != "ERROR", (event, frame)
 
     async def new_messages(self, count: int, timeout: float = 15.0) -> list[dict[str, Any]]:
         """The next ``count`` frames, each a ``NEW_MESSAGE`` (their data)."""
@@ -163,14 +159,14 @@ def check_new_message(data: dict[str, Any], conv_id: str, sender: dict[str, Any]
     assert data["conversationId"] == conv_id
     assert data["senderId"] == sender["_id"] and data["senderRole"] == sender["role"]
     assert data["content"] == content
-    assert ISO_UTC.match(data["createdAt"]) and HEX_ID.match(data["messageId"]), data
+    assert ISO_MS_Z.match(data["createdAt"]) and HEX_ID.match(data["messageId"]), data
     assert isinstance(data["seq"], int) and data["seq"] >= 1, data
 
 
 def check_ack(ack: dict[str, Any], conv_id: str, client_id: str) -> None:
     assert set(ack) == MESSAGE_SENT_FIELDS, ack
     assert ack["conversationId"] == conv_id and ack["clientMessageId"] == client_id, ack
-    assert ISO_UTC.match(ack["createdAt"]) and HEX_ID.match(ack["messageId"]), ack
+    assert ISO_MS_Z.match(ack["createdAt"]) and HEX_ID.match(ack["messageId"]), ack
     assert isinstance(ack["seq"], int) and ack["seq"] >= 1, ack
 
 
@@ -196,6 +192,16 @@ async def connect(client: TestClient, user: dict[str, Any] | None = None, *, tok
     token = token if token is not None else (user or {}).get("token")
     path = "/ws" if token is None else f"/ws?token={token}"
     return Peer(await client.ws_connect(path, **kwargs), user)
+
+
+@contextlib.asynccontextmanager
+async def connected(client: TestClient, user: dict[str, Any]) -> AsyncIterator[Peer]:
+    """A socket for ``user`` for the ``async with`` block, closed at its end."""
+    peer = await connect(client, user)
+    try:
+        yield peer
+    finally:
+        await peer.close()
 
 
 def hub(client: TestClient) -> Any:
@@ -281,8 +287,3 @@ class Scene:
             after = page["nextAfterSeq"]
         return messages
 
-
-async def scene_fixture(client: TestClient) -> Scene:
-    """The usual cast on the default test app; a test module enables it as its ``scene`` fixture with
-    ``scene = pytest.fixture(scene_fixture, name="scene")``."""
-    return await Scene.create(client)

@@ -23,17 +23,10 @@ from bson import ObjectId
 from livechat.domain.auth import SignupRequest
 from livechat.domain.models import Role
 from livechat.keys import services_key
+from tests.contract import INVALID, UNKNOWN_EVENT
 from tests.conftest import INTERNALS, PASSWORD, TEST_SECRET, Api, expect
-from tests.test_process import Server, http
-
-UNAUTHORIZED = "Unauthorized, token missing or invalid"
-WS_UNAUTHORIZED = "Unauthorized or invalid token"
-FORBIDDEN = "Forbidden, insufficient permissions"
-INVALID = "Invalid request schema"
-NOT_ALLOWED = "Not allowed to access this conversation"
-FORBIDDEN_FOR_ROLE = "Forbidden for this role"
-NOT_JOINED = "You must join the conversation first"
-TOO_LARGE = "Request body too large"
+from tests.processes import Server, http
+from tests.ws_helpers import Peer
 
 # What an attacker puts where a string or an id belongs: MongoDB operators and arrays.
 HOSTILE_VALUES: tuple[Any, ...] = ({"$ne": None}, {"$gt": ""}, {"$where": "1"}, ["x"], [])
@@ -161,11 +154,8 @@ async def connect(client: TestClient, token: str | None = None, **kwargs: Any) -
 
 
 async def next_event(ws: ClientWebSocketResponse, timeout: float = 5.0) -> dict[str, Any]:
-    msg = await ws.receive(timeout=timeout)
-    assert msg.type is WSMsgType.TEXT, (msg.type, msg.data, msg.extra)
-    frame = json.loads(msg.data)
-    assert set(frame) == {"event", "data"} and isinstance(frame["data"], dict), frame
-    return frame
+    """The next frame, checked to be a JSON text frame ``{"event", "data"}`` (``Peer.recv``)."""
+    return await Peer(ws).recv(timeout)
 
 
 async def call(ws: ClientWebSocketResponse, event: str, data: Any) -> dict[str, Any]:
@@ -179,9 +169,7 @@ async def expect_error(ws: ClientWebSocketResponse, message: str, event: str, da
 
 
 async def join(ws: ClientWebSocketResponse, conv_id: str) -> dict[str, Any]:
-    reply = await call(ws, "JOIN_CONVERSATION", {"conversationId": conv_id})
-    assert reply["event"] == "JOINED_CONVERSATION", reply
-    return reply["data"]
+    return await Peer(ws).join(conv_id)
 
 
 async def expect_close(ws: ClientWebSocketResponse, code: int, timeout: float = 5.0) -> list[dict[str, Any]]:
@@ -203,8 +191,7 @@ async def expect_close(ws: ClientWebSocketResponse, code: int, timeout: float = 
 async def still_open(ws: ClientWebSocketResponse) -> None:
     """A harmless round trip proves the socket is open and served, for any role; nothing else may
     be waiting for this socket before the answer."""
-    reply = await call(ws, "NO_SUCH_EVENT", {})
-    assert reply == {"event": "ERROR", "data": {"message": "Unknown event"}}, reply
+    await Peer(ws).fails(UNKNOWN_EVENT, "NO_SUCH_EVENT", {})
 
 
 # --- responses --------------------------------------------------------------------------------

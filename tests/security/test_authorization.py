@@ -9,11 +9,8 @@ from bson import ObjectId
 from livechat.config import Profile
 from livechat.serialization import iso
 from tests.conftest import PASSWORD, Api, expect, make_settings
+from tests.contract import BAD_LOGIN, FORBIDDEN, FORBIDDEN_FOR_ROLE, NOT_ALLOWED, NOT_JOINED
 from tests.security.helpers import (
-    FORBIDDEN,
-    FORBIDDEN_FOR_ROLE,
-    NOT_ALLOWED,
-    NOT_JOINED,
     Team,
     assign,
     call,
@@ -61,7 +58,7 @@ async def test_production_refuses_staff_self_signup(prod_api: Api):
     assert await user_count(prod_api) == before
     for payload in attempts:  # nothing was created under those emails
         resp = await prod_api.client.post("/auth/login", json={"email": payload["email"], "password": PASSWORD})
-        await expect(resp, 401, "Invalid email or password")
+        await expect(resp, 401, BAD_LOGIN)
 
 
 async def test_a_supervisor_token_creates_only_agents_for_itself(prod_api: Api):

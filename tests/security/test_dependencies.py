@@ -10,7 +10,7 @@ from importlib import metadata
 
 import pytest
 
-from tests.test_process import ROOT
+from tests.processes import ROOT
 
 FLOORS = {"aiohttp": (3, 14, 3), "PyJWT": (2, 12, 0), "bcrypt": (5, 0, 0)}
 

@@ -25,24 +25,25 @@ from livechat.errors import InvalidInput
 from livechat.realtime import protocol as p
 from livechat.naming import camel
 from livechat.serialization import parse
+from tests import contract
 from tests.conftest import PASSWORD
+from tests.processes import Server
+from tests.processes import http as call_http
 from tests.security.helpers import (
     assert_no_internals,
     envelope_error,
     live_server,
     live_user,
 )
-from tests.test_process import Server
-from tests.test_process import http as call_http
 
 FUZZ = settings(max_examples=150, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 REQUEST_CLASSES = [SignupRequest, LoginRequest, CreateConversation, AssignAgent, p.Join, p.Send, p.ConversationRef]
 EVENTS = [p.JOIN_CONVERSATION, p.SEND_MESSAGE, p.LEAVE_CONVERSATION, p.CLOSE_CONVERSATION]
-WS_ERRORS = {p.INVALID_FORMAT, p.UNKNOWN_EVENT, "Invalid request schema", "Forbidden for this role",
-             "Not allowed to access this conversation", "Conversation already closed", p.NOT_JOINED,
-             "Conversation not yet assigned", p.TOO_MANY_MESSAGES}
+WS_ERRORS = {contract.INVALID_FORMAT, contract.UNKNOWN_EVENT, contract.INVALID, contract.FORBIDDEN_FOR_ROLE,
+             contract.NOT_ALLOWED, contract.ALREADY_CLOSED, contract.NOT_JOINED, contract.NOT_YET_ASSIGNED,
+             contract.TOO_MANY_MESSAGES}
 WS_EVENTS = {"ERROR", "JOINED_CONVERSATION", "LEFT_CONVERSATION", "MESSAGE_SENT", "NEW_MESSAGE", "CONVERSATION_CLOSED"}
 
 # --- strategies -------------------------------------------------------------------------------
@@ -81,7 +82,7 @@ def test_parse_returns_the_request_or_invalid_input(cls, data):
     try:
         req = parse(data, cls)
     except InvalidInput as exc:
-        assert exc.status == 400 and exc.message == "Invalid request schema"
+        assert exc.status == 400 and exc.message == contract.INVALID
         return
     assert isinstance(req, cls) and isinstance(data, dict)
     for field in attrs.fields(cls):

@@ -11,9 +11,9 @@ import pytest
 from bson import ObjectId
 
 from tests.conftest import PASSWORD, Api, expect
+from tests.contract import BAD_LOGIN, INVALID, INVALID_FORMAT
 from tests.security.helpers import (
     HOSTILE_VALUES,
-    INVALID,
     Team,
     call,
     connect,
@@ -232,7 +232,7 @@ async def test_login_with_control_characters_is_a_plain_400_or_401(api: Api, cap
                                                       "password": PASSWORD})
     await expect(resp, 400, INVALID)
     resp = await api.client.post("/auth/login", json={"email": user["email"], "password": INJECTED})
-    await expect(resp, 401, "Invalid email or password")
+    await expect(resp, 401, BAD_LOGIN)
     assert not any(FAKE_LINE in r.getMessage() for r in caplog.records)
 
 
@@ -249,4 +249,4 @@ async def test_a_frame_cannot_smuggle_a_second_event(api: Api, team: Team):
     assert [m["content"] for m in history["messages"]] == [smuggle] and history["status"] == "assigned"
     first = json.dumps({"event": "SEND_MESSAGE", "data": {"conversationId": team.conv_id, "content": "a"}})
     await ws.send_str(first + '\n{"event":"CLOSE_CONVERSATION","data":{}}')
-    assert (await next_event(ws)) == {"event": "ERROR", "data": {"message": "Invalid message format"}}
+    assert (await next_event(ws)) == {"event": "ERROR", "data": {"message": INVALID_FORMAT}}

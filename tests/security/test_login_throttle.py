@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from livechat.domain.throttle import FailureWindow
 from tests.conftest import PASSWORD, Api, expect, make_settings
+from tests.contract import BAD_LOGIN
 
 TOO_MANY = "Too many login attempts, try again later"
 
@@ -20,7 +21,7 @@ async def test_account_is_throttled_then_recovers(app_client, mongo_uri):
         "login_failures_per_account": 3, "login_window": timedelta(seconds=1.5)})))
     user = await api.signup()
     for _ in range(3):
-        await expect(await attempt(api, user["email"], "wrong-password"), 401, "Invalid email or password")
+        await expect(await attempt(api, user["email"], "wrong-password"), 401, BAD_LOGIN)
     blocked = await attempt(api, user["email"], PASSWORD)  # even the right password waits
     await expect(blocked, 429, TOO_MANY)
     assert 1 <= int(blocked.headers["Retry-After"]) <= 2

@@ -13,6 +13,8 @@ import pytest
 
 from livechat.storage.mongo import redact_uri
 from tests.conftest import Api, expect
+from tests.contract import UNAUTHORIZED_CLOSE
+from tests.processes import ROOT, run_env
 from tests.security.helpers import (
     claims_for,
     connect,
@@ -21,7 +23,6 @@ from tests.security.helpers import (
     sign,
     still_open,
 )
-from tests.test_process import ROOT, run_env
 
 
 async def test_access_log_never_shows_websocket_tokens(api: Api, caplog):
@@ -30,8 +31,8 @@ async def test_access_log_never_shows_websocket_tokens(api: Api, caplog):
     good = await connect(api.client, team.candidate["token"])
     await still_open(good)
     await good.close()
-    await expect_close(await connect(api.client, forged), 4401)
-    await expect_close(await connect(api.client, "garbage.token.value"), 4401)
+    await expect_close(await connect(api.client, forged), UNAUTHORIZED_CLOSE)
+    await expect_close(await connect(api.client, "garbage.token.value"), UNAUTHORIZED_CLOSE)
     for _ in range(50):  # the access log line is written when the socket's handler returns
         ws_lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access" and "/ws" in r.getMessage()]
         if len(ws_lines) == 3:

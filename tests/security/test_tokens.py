@@ -3,7 +3,6 @@ production refusing weak JWT secrets; logins that cannot enumerate accounts."""
 
 from __future__ import annotations
 
-import statistics
 import subprocess
 import sys
 import time
@@ -13,9 +12,9 @@ import pytest
 from bson import ObjectId
 
 from tests.conftest import PASSWORD, Api, expect, make_settings
+from tests.contract import UNAUTHORIZED, UNAUTHORIZED_CLOSE, USER_NOT_FOUND, WS_UNAUTHORIZED
+from tests.processes import ROOT, run_env
 from tests.security.helpers import (
-    UNAUTHORIZED,
-    WS_UNAUTHORIZED,
     claims_for,
     connect,
     expect_close,
@@ -25,7 +24,6 @@ from tests.security.helpers import (
     tamper,
     unsigned,
 )
-from tests.test_process import ROOT, run_env
 
 # Each forgery gets the victim's id and a genuine token of it; it returns the token to try.
 Forgery = Callable[[str, str], str]
@@ -75,7 +73,7 @@ async def test_forged_tokens_are_401_over_http(api: Api, victim, name):
 async def test_forged_tokens_are_4401_over_websocket(api: Api, victim, name):
     token = FORGERIES[name](victim["_id"], victim["token"])
     for ws in (await connect(api.client, token), await connect(api.client, headers=api.auth(token))):
-        events = await expect_close(ws, 4401)
+        events = await expect_close(ws, UNAUTHORIZED_CLOSE)
         assert events == [{"event": "ERROR", "data": {"message": WS_UNAUTHORIZED}}]
 
 
@@ -84,7 +82,7 @@ async def test_missing_tokens_are_refused(api: Api):
     for headers in ({"Authorization": "Bearer"}, {"Authorization": "Bearer    "}, {"Authorization": "Token x"}):
         await expect(await api.client.get("/conversations", headers=headers), 401, UNAUTHORIZED)
     for ws in (await connect(api.client), await connect(api.client, "")):
-        assert await expect_close(ws, 4401) == [{"event": "ERROR", "data": {"message": WS_UNAUTHORIZED}}]
+        assert await expect_close(ws, UNAUTHORIZED_CLOSE) == [{"event": "ERROR", "data": {"message": WS_UNAUTHORIZED}}]
 
 
 async def test_tokens_of_deleted_users_stop_working_at_once(api: Api):
@@ -94,8 +92,8 @@ async def test_tokens_of_deleted_users_stop_working_at_once(api: Api):
         await expect(await api.client.get("/conversations", headers=api.auth(member)), 401, UNAUTHORIZED)
         resp = await api.client.get(f"/conversations/{team.conv_id}", headers=api.auth(member))
         await expect(resp, 401, UNAUTHORIZED)
-        await expect(await api.client.get("/auth/me", headers=api.auth(member)), 404, "User not found")
-        assert await expect_close(await connect(api.client, member["token"]), 4401) == [
+        await expect(await api.client.get("/auth/me", headers=api.auth(member)), 404, USER_NOT_FOUND)
+        assert await expect_close(await connect(api.client, member["token"]), UNAUTHORIZED_CLOSE) == [
             {"event": "ERROR", "data": {"message": WS_UNAUTHORIZED}}]
 
 
@@ -135,25 +133,19 @@ def test_production_refuses_a_weak_jwt_secret(tmp_path, mongo_uri, secret):
 
 
 async def test_unknown_email_and_wrong_password_are_indistinguishable(app_client, mongo_uri):
-    """Same bytes, and close in time. bcrypt cost 8 (not the suite's 4) so that hashing, not HTTP
-    overhead, dominates: a login that skipped the dummy check would fail the ratio."""
+    """Same status and bytes. Whether they also take the same time (the dummy bcrypt check of an
+    unknown email) is a measurement: ``python -m bench`` reports it in its logins scenario."""
     client = await app_client(make_settings(mongo_uri, auth={
-        "bcrypt_rounds": 8, "login_failures_per_account": 1000, "login_failures_per_client": 1000}))
+        "login_failures_per_account": 1000, "login_failures_per_client": 1000}))
     api = Api(client)
     known = await api.signup()
 
-    async def timed(email: str) -> tuple[float, int, bytes]:
-        started = time.perf_counter()
+    async def answer(email: str) -> tuple[int, bytes]:
         resp = await client.post("/auth/login", json={"email": email, "password": "wrong-" + PASSWORD})
-        raw = await resp.read()
-        return time.perf_counter() - started, resp.status, raw
+        return resp.status, await resp.read()
 
-    await timed(known["email"]), await timed("warm-up@example.com")  # the dummy hash is made lazily
-    wrong, unknown = [], []
-    for i in range(12):  # interleaved, so drift affects both alike
-        wrong.append(await timed(known["email"]))
-        unknown.append(await timed(f"nobody-{i}@example.com"))
-    answers = {(status, raw) for _, status, raw in wrong + unknown}
+    answers = set()
+    for i in range(12):  # interleaved, as an enumerating client would probe
+        answers.add(await answer(known["email"]))
+        answers.add(await answer(f"nobody-{i}@example.com"))
     assert answers == {(401, b'{"success":false,"error":"Invalid email or password"}')}
-    ratio = statistics.median(t for t, *_ in unknown) / statistics.median(t for t, *_ in wrong)
-    assert 0.5 <= ratio <= 2.0, ratio

@@ -15,9 +15,8 @@ from aiohttp import WSMsgType, WSServerHandshakeError
 
 from livechat.config import Profile
 from tests.conftest import Api, expect, make_settings
+from tests.contract import FORBIDDEN, INVALID, INVALID_FORMAT, UNKNOWN_EVENT, UNSUPPORTED
 from tests.security.helpers import (
-    FORBIDDEN,
-    INVALID,
     access_lines,
     call,
     connect,
@@ -96,7 +95,7 @@ async def test_binary_frames_close_with_1003(api: Api):
     user = await api.user("candidate")
     ws = await connect(api.client, user["token"])
     await ws.send_bytes(b'{"event":"JOIN_CONVERSATION","data":{}}')
-    assert await expect_close(ws, 1003) == [{"event": "ERROR", "data": {"message": "Invalid message format"}}]
+    assert await expect_close(ws, UNSUPPORTED) == [{"event": "ERROR", "data": {"message": INVALID_FORMAT}}]
 
 
 @pytest.mark.parametrize("raw", [b"\xff\xfe", b'{"event":"\xc3\x28","data":{}}', b"\xc0\xaf", b"\xed\xa0\x80",
@@ -163,7 +162,7 @@ async def open_chat_and_close(port: int, token: str, sockets: int) -> None:
         for _ in range(sockets):
             async with session.ws_connect(f"http://127.0.0.1:{port}/ws?token={token}") as ws:
                 await ws.send_json({"event": "NO_SUCH_EVENT", "data": {}})
-                assert (await ws.receive_json(timeout=5))["data"]["message"] == "Unknown event"
+                assert (await ws.receive_json(timeout=5))["data"]["message"] == UNKNOWN_EVENT
             assert ws.close_code == 1000
 
 
