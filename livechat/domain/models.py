@@ -184,6 +184,9 @@ class AgentPresence:
     since: datetime = field(factory=utcnow)
     processes: dict[str, datetime] = field(factory=dict)
     version: int = 0  # every write adds one: a late copy from the change feed never undoes a newer one
+    # The process that wrote this version: its own change may reach it through the feed before the
+    # write's answer does, and it is still its own (it routes for it; the others need not).
+    writer: str | None = None
 
     def effective(self, alive: Callable[[str, datetime], bool]) -> Presence:
         """Its status while any process holding one of its sockets is alive, else offline."""

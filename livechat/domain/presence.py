@@ -104,27 +104,27 @@ class PresenceService:
                         return
                     doc = AgentPresence(doc.agent_id, doc.supervisor_id, doc.status, doc.since,
                                         {p: e for p, e in doc.processes.items() if p != self._process},
-                                        doc.version + 1)
+                                        doc.version + 1, writer=self._process)
             except DomainError:  # the database is away: the socket still works, a claim simply expires
                 log.warning("presence of agent %s not recorded (database unavailable)", user.id)
                 return
-            self.apply(doc, local=True)
+            self.apply(doc)
 
     async def set_status(self, user: User, status_text: object) -> None:
         policy.ensure_role(user, Action.SET_PRESENCE)
         if status_text not in (Presence.AVAILABLE.value, Presence.AWAY.value):
             raise InvalidInput()
-        self.apply(await self._repo.set_status(user.id, Presence(status_text), self._clock()), local=True)
+        self.apply(await self._repo.set_status(user.id, Presence(status_text), self._clock(), self._process))
 
     # --- the view --------------------------------------------------------------------------------
 
-    def apply(self, doc: AgentPresence, *, local: bool = False) -> None:
-        """A presence document as it now is (ours, or another process's through the feed)."""
+    def apply(self, doc: AgentPresence) -> None:
+        """A presence document as it now is (from our write, or through the feed)."""
         known = self._view.get(doc.agent_id)
         if known is not None and known.version > doc.version:
             return
         self._view[doc.agent_id] = doc
-        self._recompute(doc.agent_id, local)
+        self._recompute(doc.agent_id, local=doc.writer == self._process)
 
     def _alive(self, process: str, claimed_at: datetime) -> bool:
         """Whether a claim counts: ours always; another process's while its heartbeat is fresh —
@@ -171,7 +171,7 @@ class PresenceService:
         for process, expires in self._heartbeats.items():
             if expires <= now and process != self._process:
                 log.info("process %s stopped renewing its heartbeat: its agents' claims go", process)
-                await self._repo.forget_process(process)
+                await self._repo.forget_process(process, by=self._process)
 
     async def _renew_loop(self) -> None:
         while True:

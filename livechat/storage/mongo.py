@@ -579,7 +579,7 @@ class MongoPresenceRepo:
             before = await self._c.find_one({"_id": agent_id})
             online = before is not None and any(alive(p, since) for p, since in (before.get("processes") or {}).items()
                                                  if p != process)
-            fields: dict[str, Any] = {f"processes.{process}": now, "supervisorId": supervisor_id}
+            fields: dict[str, Any] = {f"processes.{process}": now, "supervisorId": supervisor_id, "writer": process}
             if not online:
                 fields.update(status=Presence.AVAILABLE.value, since=now)
             try:
@@ -596,15 +596,16 @@ class MongoPresenceRepo:
         raise Unavailable()
 
     @translate_errors
-    async def set_status(self, agent_id: ObjectId, status: Presence, now: datetime) -> AgentPresence:
-        doc = await self._c.find_one_and_update({"_id": agent_id},
-                                                {"$set": {"status": status.value, "since": now}, "$inc": {"version": 1}},
-                                                return_document=pymongo.ReturnDocument.AFTER)
+    async def set_status(self, agent_id: ObjectId, status: Presence, now: datetime, process: str) -> AgentPresence:
+        doc = await self._c.find_one_and_update(
+            {"_id": agent_id}, {"$set": {"status": status.value, "since": now, "writer": process}, "$inc": {"version": 1}},
+            return_document=pymongo.ReturnDocument.AFTER)
         return from_document(doc, AgentPresence)
 
     @translate_errors
     async def disconnect(self, agent_id: ObjectId, process: str) -> None:
-        await self._c.update_one({"_id": agent_id}, {"$unset": {f"processes.{process}": ""}, "$inc": {"version": 1}})
+        await self._c.update_one({"_id": agent_id}, {"$unset": {f"processes.{process}": ""}, "$set": {"writer": process},
+                                                     "$inc": {"version": 1}})
 
     @translate_errors
     async def beat(self, process: str, expires: datetime) -> dict[str, datetime]:
@@ -613,10 +614,10 @@ class MongoPresenceRepo:
         return {d["_id"]: d["expires"] for d in await self._heartbeats.find({}).to_list(None)}
 
     @translate_errors
-    async def forget_process(self, process: str) -> None:
+    async def forget_process(self, process: str, by: str) -> None:
         """A dead process's claims go (its agents' documents change once each), then its heartbeat."""
         await self._c.update_many({f"processes.{process}": {"$exists": True}},
-                                  {"$unset": {f"processes.{process}": ""}, "$inc": {"version": 1}})
+                                  {"$unset": {f"processes.{process}": ""}, "$set": {"writer": by}, "$inc": {"version": 1}})
         await self._heartbeats.delete_one({"_id": process})
 
     @translate_errors
