@@ -339,6 +339,5 @@ async def test_facts_on_the_conversation_document(desk: Desk, settings, mongo_ur
     c3 = docs[desk.convs["c3"]]
     assert "firstAgentMessageAt" not in c3  # closed without an agent message: no sample
     c5 = docs[desk.convs["c5"]]
-    # Still open: its count is recorded at close; the summary reads its top seq meanwhile.
-    assert "firstAssignedAt" not in c5 and c5["messageCount"] == 0
+    assert "firstAssignedAt" not in c5 and c5["messageCount"] == 1
     assert docs[desk.convs["c1"]]["firstAgentMessageAt"] == at(DAY1, 9, 90)  # the first, not the last

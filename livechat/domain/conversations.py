@@ -147,10 +147,7 @@ class ConversationService:
         _ensure_status(conv, expected, wrong_state)
 
         async def close_between_batches() -> Conversation | None:
-            # No batch is in flight: the top seq is the conversation's message count (seqs have no gaps).
-            count = (await self._messages.top_seqs([conv.id])).get(conv.id, 0)
-            closed = await self._conversations.close(conv.id, expected, at=self._clock(), message_count=count,
-                                                     agent_id=agent_id)
+            closed = await self._conversations.close(conv.id, expected, at=self._clock(), agent_id=agent_id)
             if closed is not None:
                 self._events.publish(ConversationClosed(closed))
             return closed

@@ -197,21 +197,24 @@ class MessageService:
             self._next_seq.popitem(last=False)
         for item in accepted:
             item.message = self._new_message(item.draft)
-        first_agent = _first_agent_messages(accepted, convs)
-        await self._store(accepted, answered, self._record_facts(first_agent) if first_agent else None)
+        resent = await self._store(accepted, answered, self._record_facts(*_facts(accepted, convs)))
+        if resent:  # counted as new but stored nothing (a resend): take them back out
+            await self._record_facts({conv_id: -n for conv_id, n in resent.items()}, {})
 
-    async def _record_facts(self, first_agent_message: dict[ObjectId, datetime]) -> None:
+    async def _record_facts(self, counts: dict[ObjectId, int], first_agent_message: dict[ObjectId, datetime]) -> None:
         """Analytics facts never fail a batch: the messages are what must be stored."""
         try:
-            await self.conversations.record_first_agent_messages(first_agent_message)
+            await self.conversations.record_messages(counts, first_agent_message)
         except DomainError as exc:
             log.warning("analytics facts of a batch not recorded (%s)", exc.message)
         except Exception:
             log.exception("analytics facts of a batch not recorded")
 
-    async def _store(self, pending: list[_Pending], answered: set[int], facts: Awaitable[None] | None = None) -> None:
-        """Insert, deliver what was stored, resolve duplicates. ``facts`` is written together with
-        the first insert."""
+    async def _store(self, pending: list[_Pending], answered: set[int],
+                     facts: Awaitable[None] | None = None) -> dict[ObjectId, int]:
+        """Insert, deliver what was stored, resolve duplicates; how many resends (stored nothing)
+        each conversation had. ``facts`` is written together with the first insert."""
+        resent: dict[ObjectId, int] = {}
         while pending:
             insert = self.messages.insert_ordered([p.message for p in pending])
             if facts is not None:
@@ -223,7 +226,7 @@ class MessageService:
                 self._deliver(item.draft, item.message, fresh=True)
                 answered.add(id(item.draft))
             if duplicate is None:
-                return
+                return resent
             failed, rest = pending[stored], pending[stored + 1:]
             conv_id = failed.draft.conversation_id
             if duplicate is DuplicateOf.CLIENT_MESSAGE:
@@ -232,6 +235,7 @@ class MessageService:
                 if original is not None:
                     self._deliver(failed.draft, original, fresh=False)
                     answered.add(id(failed.draft))
+                resent[conv_id] = resent.get(conv_id, 0) + 1
                 self._next_seq[conv_id] = failed.message.seq  # its seq was not used
                 pending = rest
             else:  # another writer took this seq: start again from the stored top
@@ -241,6 +245,7 @@ class MessageService:
             for item in pending:  # renumber the conversation's remaining messages, order kept
                 if item.draft.conversation_id == conv_id:
                     item.message = attrs.evolve(item.message, seq=self._take_seq(conv_id))
+        return resent
 
     def _new_message(self, draft: Draft) -> Message:
         return Message(id=ObjectId(), conversation_id=draft.conversation_id, seq=self._take_seq(draft.conversation_id),
@@ -265,11 +270,15 @@ class MessageService:
         self.events.publish(SendRejected(draft.origin, reason, draft.client_message_id))
 
 
-def _first_agent_messages(accepted: list[_Pending], convs: dict[ObjectId, Conversation]) -> dict[ObjectId, datetime]:
-    """The earliest agent message in this batch of each conversation that has none recorded yet."""
+def _facts(accepted: list[_Pending], convs: dict[ObjectId, Conversation]) -> tuple[dict[ObjectId, int],
+                                                                                  dict[ObjectId, datetime]]:
+    """Messages per conversation in this batch, and the earliest agent message of each conversation
+    that has none recorded yet."""
+    counts: dict[ObjectId, int] = {}
     first_agent: dict[ObjectId, datetime] = {}
     for item in accepted:
         conv_id, message = item.draft.conversation_id, item.message
+        counts[conv_id] = counts.get(conv_id, 0) + 1
         if message.sender_role is Role.AGENT and convs[conv_id].first_agent_message_at is None:
             first_agent[conv_id] = min(first_agent.get(conv_id, message.created_at), message.created_at)
-    return first_agent
+    return counts, first_agent

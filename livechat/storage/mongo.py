@@ -300,15 +300,15 @@ class MongoConversationRepo:
         )
 
     @translate_errors
-    async def close(self, conv_id: ObjectId, expected: ConversationStatus, *, at: datetime, message_count: int,
+    async def close(self, conv_id: ObjectId, expected: ConversationStatus, *, at: datetime,
                     agent_id: ObjectId | None = None) -> Conversation | None:
-        """Close if still in ``expected`` status (and still the agent's); ``None`` otherwise. The
-        message count is recorded here, once, rather than by every batch of the message writer."""
+        """Close if still in ``expected`` status (and still the agent's); ``None`` otherwise."""
         query: dict[str, Any] = {"_id": conv_id, "status": expected.value}
         if agent_id is not None:
             query["agentId"] = agent_id
-        return await self._update(query, {"$set": {"status": ConversationStatus.CLOSED.value, "closedAt": at,
-                                                   "messageCount": message_count}})
+        return await self._update(
+            query, {"$set": {"status": ConversationStatus.CLOSED.value, "closedAt": at}}
+        )
 
     @translate_errors
     async def list(self, *, scope: dict[str, ObjectId], status: ConversationStatus | None,
@@ -360,31 +360,43 @@ class MongoConversationRepo:
     # --- analytics facts (README "Analytics") --------------------------------------------------
 
     @translate_errors
-    async def record_first_agent_messages(self, first_agent_message: dict[ObjectId, datetime]) -> None:
-        """For conversations whose first agent message may be in a writer batch, that message's
-        time (the earliest wins, in whatever order writes land) — once per conversation, in one
-        round trip. (The message count is recorded at close: a counter per batch doubled the
-        database's work per message in the benchmark.)"""
-        if first_agent_message:
-            await self._c.bulk_write([pymongo.UpdateOne({"_id": conv_id}, {"$min": {"firstAgentMessageAt": at}})
-                                      for conv_id, at in first_agent_message.items()], ordered=False)
+    async def record_messages(self, counts: dict[ObjectId, int],
+                              first_agent_message: dict[ObjectId, datetime]) -> None:
+        """One message-writer batch in one round trip: ``counts`` more messages per conversation
+        (negative: a correction) and, for conversations whose first agent message may be in the
+        batch, that message's time (the earliest wins, in whatever order writes land).
+        Conversations with the same count and no agent message share one ``update_many``."""
+        ops: list[Any] = []
+        same_count: dict[int, list[ObjectId]] = {}
+        for conv_id, count in counts.items():
+            at = first_agent_message.get(conv_id)
+            if at is None:
+                same_count.setdefault(count, []).append(conv_id)
+                continue
+            # An update pipeline, because the aggregation ``$min`` (unlike the update operator)
+            # ignores a missing or null operand: both facts in one operation.
+            ops.append(pymongo.UpdateOne({"_id": conv_id}, [{"$set": {
+                "messageCount": {"$add": [{"$ifNull": ["$messageCount", 0]}, count]},
+                "firstAgentMessageAt": {"$min": ["$firstAgentMessageAt", at]},
+            }}]))
+        ops += [pymongo.UpdateMany({"_id": {"$in": ids}}, {"$inc": {"messageCount": count}})
+                for count, ids in same_count.items()]
+        if ops:
+            await self._c.bulk_write(ops, ordered=False)
 
     @translate_errors
     async def summary(self, start: datetime, end: datetime, group_by: GroupBy,
                       supervisor_id: ObjectId | None) -> list[SummaryRow]:
         """One aggregation over the conversations created in ``[start, end)`` (an index range on
         ``createdAt``, or on ``supervisorId, createdAt`` for a team): a row per group that has
-        conversations, without names. Messages: a closed conversation's count was recorded at
-        close; an open one's is its top seq now (one indexed read each, in flight at once)."""
-        is_closed = {"$eq": ["$status", ConversationStatus.CLOSED.value]}
+        conversations, without names."""
         pipeline = [
             {"$match": _summary_match(start, end, supervisor_id)},
             {"$project": {
                 "_id": 0,
                 "key": _GROUP_KEYS[group_by],
-                "closed": {"$cond": [is_closed, 1, 0]},
-                "messages": {"$cond": [is_closed, {"$ifNull": ["$messageCount", 0]}, 0]},
-                "openId": {"$cond": [is_closed, None, "$_id"]},
+                "closed": {"$cond": [{"$eq": ["$status", ConversationStatus.CLOSED.value]}, 1, 0]},
+                "messages": {"$ifNull": ["$messageCount", 0]},
                 "firstResponse": _seconds_since_creation("firstAgentMessageAt"),
                 "resolution": _seconds_since_creation("closedAt"),
                 "wait": _seconds_since_creation("firstAssignedAt"),
@@ -394,7 +406,6 @@ class MongoConversationRepo:
                 "created": {"$sum": 1},
                 "closed": {"$sum": "$closed"},
                 "messages": {"$sum": "$messages"},
-                "open": {"$push": "$openId"},
                 "firstResponse": {"$push": "$firstResponse"},
                 "resolution": {"$push": "$resolution"},
                 "wait": {"$push": "$wait"},
@@ -405,22 +416,12 @@ class MongoConversationRepo:
         # numbers in Python costs a millisecond. (A group's samples travel in one document, so one
         # group can hold about 300,000 conversations before the 16 MB document limit.)
         cursor = await _maybe_await(self._c.aggregate(pipeline))
-        rows = [row async for row in cursor]
-        tops = await self._top_seqs([conv_id for row in rows for conv_id in row["open"] if conv_id is not None])
         return [
-            SummaryRow(key=row["_id"], created=row["created"], closed=row["closed"],
-                       messages=row["messages"] + sum(tops.get(conv_id, 0) for conv_id in row["open"]),
+            SummaryRow(key=row["_id"], created=row["created"], closed=row["closed"], messages=row["messages"],
                        first_response=Distribution.of(row["firstResponse"]),
                        resolution=Distribution.of(row["resolution"]), wait=Distribution.of(row["wait"]))
-            for row in rows
+            async for row in cursor
         ]
-
-    async def _top_seqs(self, conv_ids: list[ObjectId]) -> dict[ObjectId, int]:
-        async def top(conv_id: ObjectId) -> tuple[ObjectId, int]:
-            doc = await self._messages.find_one({"conversationId": conv_id}, {"seq": 1, "_id": 0}, sort=[("seq", -1)])
-            return conv_id, doc["seq"] if doc else 0
-
-        return dict(await asyncio.gather(*map(top, conv_ids)))
 
     @translate_errors
     async def summary_plan(self, start: datetime, end: datetime, supervisor_id: ObjectId | None) -> list[str]:
@@ -630,11 +631,12 @@ class MongoPresenceRepo:
 WRITER = "writer"  # message field: which process stored it
 STREAM_AWAIT_MS = 500  # a quiet stream answers this often, which keeps its position fresh
 _FOLLOWED = {"messages": Message, "conversations": Conversation, "presence": AgentPresence, "routing": Routing}
-# The analytics fact the message writer records (``firstAgentMessageAt``, once per conversation;
-# the backfill writes it too) concerns no socket: the stream leaves those updates out.
+# The message writer's analytics facts (``messageCount``, with ``firstAgentMessageAt``) change a
+# conversation with every batch but concern no socket: the stream leaves those updates out, so
+# they cost the other processes nothing.
 _CHANGES_PIPELINE = [{"$match": {"ns.coll": {"$in": list(_FOLLOWED)},
                                  "operationType": {"$in": ["insert", "update", "replace"]},
-                                 "updateDescription.updatedFields.firstAgentMessageAt": {"$exists": False}}}]
+                                 "updateDescription.updatedFields.messageCount": {"$exists": False}}}]
 _CANNOT_RESUME = {260, 280, 286}  # InvalidResumeToken, ChangeStreamFatalError, ChangeStreamHistoryLost
 _NEEDS_REPLICA_SET = {40573, 40324}
 
