@@ -1,5 +1,5 @@
 """Who may call which REST route or send which WebSocket event (CONTRACT.md A.1, A.2, A.4, B.3, B.7,
-C.2–C.5), as one table.
+C.2–C.7), as one table.
 
 Every case runs against a fresh World (see test_conversations.py):
 
@@ -19,7 +19,8 @@ Errors carry the contract's exact text: 401 "Unauthorized, token missing or inva
 
 Rows "WS EVENT" send that event over a socket of the caller: "ok" is the event's own answer (or, for an
 event that has none, no answer at all), "role" an ERROR "Forbidden for this role", "denied" an ERROR
-"Not allowed to access this conversation", and 401 for anonymous a socket refused with an ERROR
+"Not allowed to access this conversation", "join" an ERROR "You must join the conversation first"
+(the socket of a row is in no room), and 401 for anonymous a socket refused with an ERROR
 "Unauthorized or invalid token" and close code 4401.
 """
 
@@ -35,25 +36,28 @@ from tests.ws_helpers import Peer
 from tests.test_conversations import chat, world  # noqa: F401  (the fixtures this module uses)
 
 MATRIX = """
-| route                          | anonymous | candidate | agent     | supervisor | admin |
-|--------------------------------|-----------|-----------|-----------|------------|-------|
-| POST /conversations            | 401       | 409 / 201 | 403       | 403        | 403   |
-| POST /conversations/X/assign   | 401       | 403 / 403 | 403 / 403 | 200 / 403* | 403   |
-| GET /conversations/X           | 401       | 200 / 403 | 200 / 403 | 200 / 403  | 200   |
-| GET /conversations/X/messages  | 401       | 200 / 403 | 200 / 403 | 200 / 403  | 200   |
-| POST /conversations/X/close    | 401       | 403 / 403 | 403 / 403 | 200 / 403  | 200   |
-| GET /conversations             | 401       | 200       | 200       | 200        | 200   |
-| GET /admin/analytics           | 401       | 403       | 403       | 403        | 200   |
-| GET /admin/analytics/summary   | 401       | 403       | 403       | 200        | 200   |
-| GET /supervisors               | 401       | 200       | 200       | 200        | 200   |
-| GET /agents                    | 401       | 403       | 403       | 200        | 200   |
-| POST /conversations/X/transfer | 401       | 403 / 403 | 200 / 403 | 200 / 403  | 200   |
-| GET /supervisors/S/routing     | 401       | 403       | 403       | 200 / 403  | 200   |
-| PUT /supervisors/S/routing     | 401       | 403       | 403       | 200 / 403  | 200   |
-| WS SUBSCRIBE_INBOX             | 401       | ok        | ok        | ok         | ok    |
-| WS SET_PRESENCE                | 401       | role      | ok        | role       | role  |
-| WS WATCH_CONVERSATION          | 401       | role      | role      | ok / denied| ok    |
-| WS UNWATCH_CONVERSATION        | 401       | role      | role      | ok         | ok    |
+| route                          | anonymous | candidate     | agent         | supervisor    | admin |
+|--------------------------------|-----------|---------------|---------------|---------------|-------|
+| POST /conversations            | 401       | 409 / 201     | 403           | 403           | 403   |
+| POST /conversations/X/assign   | 401       | 403 / 403     | 403 / 403     | 200 / 403*    | 403   |
+| GET /conversations/X           | 401       | 200 / 403     | 200 / 403     | 200 / 403     | 200   |
+| GET /conversations/X/messages  | 401       | 200 / 403     | 200 / 403     | 200 / 403     | 200   |
+| POST /conversations/X/close    | 401       | 403 / 403     | 403 / 403     | 200 / 403     | 200   |
+| GET /conversations             | 401       | 200           | 200           | 200           | 200   |
+| GET /admin/analytics           | 401       | 403           | 403           | 403           | 200   |
+| GET /admin/analytics/summary   | 401       | 403           | 403           | 200           | 200   |
+| GET /supervisors               | 401       | 200           | 200           | 200           | 200   |
+| GET /agents                    | 401       | 403           | 403           | 200           | 200   |
+| POST /conversations/X/transfer | 401       | 403 / 403     | 200 / 403     | 200 / 403     | 200   |
+| GET /supervisors/S/routing     | 401       | 403           | 403           | 200 / 403     | 200   |
+| PUT /supervisors/S/routing     | 401       | 403           | 403           | 200 / 403     | 200   |
+| WS SUBSCRIBE_INBOX             | 401       | ok            | ok            | ok            | ok    |
+| WS SET_PRESENCE                | 401       | role          | ok            | role          | role  |
+| WS WATCH_CONVERSATION          | 401       | role          | role          | ok / denied   | ok    |
+| WS UNWATCH_CONVERSATION        | 401       | role          | role          | ok            | ok    |
+| WS TYPING                      | 401       | join          | join          | role          | role  |
+| WS MARK_READ                   | 401       | join / denied | join / denied | join / denied | join  |
+| WS SEND_NOTE                   | 401       | role          | join / denied | join / denied | join  |
 """
 
 BODIES = {
@@ -66,6 +70,9 @@ BODIES = {
     "WS SET_PRESENCE": {"status": "away"},
     "WS WATCH_CONVERSATION": {"conversationId": "X"},
     "WS UNWATCH_CONVERSATION": {"conversationId": "X"},
+    "WS TYPING": {"conversationId": "X"},
+    "WS MARK_READ": {"conversationId": "X", "seq": 0},
+    "WS SEND_NOTE": {"conversationId": "X", "content": "a note"},
 }
 
 WS_UNAUTHORIZED = "Unauthorized or invalid token"
@@ -75,6 +82,11 @@ ANSWERS = {  # the event that answers an allowed WebSocket event; None: it has n
     "WS SET_PRESENCE": None,
     "WS WATCH_CONVERSATION": "WATCHING_CONVERSATION",
     "WS UNWATCH_CONVERSATION": "UNWATCHED_CONVERSATION",
+    # The signals (C.5–C.7) act on a room: the row's fresh socket joined none, so a party that may
+    # send the event is told to join first ("join") — after the role and the relation were checked.
+    "WS TYPING": None,
+    "WS MARK_READ": None,
+    "WS SEND_NOTE": None,
 }
 
 OUTCOMES = {
@@ -87,6 +99,7 @@ OUTCOMES = {
     "ok": (200, None),
     "role": (403, "Forbidden for this role"),
     "denied": (403, "Not allowed to access this conversation"),
+    "join": (400, "You must join the conversation first"),
 }
 
 CALLERS = {  # (role column, relation) → World party; None: no token at all
@@ -120,7 +133,7 @@ CASES = cases(MATRIX)
 
 def test_the_matrix_covers_every_route_and_role():
     routes = {param.values[0] for param in CASES}
-    assert len(routes) == 17 and len(CASES) == 104
+    assert len(routes) == 20 and len(CASES) == 124
     callers = {param.values[1] for param in CASES}
     assert callers == {None, "C", "C2", "A", "A2", "S", "S2", "ADMIN"}
 
