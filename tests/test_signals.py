@@ -283,3 +283,22 @@ async def test_no_note_on_a_closed_conversation(scene: Scene):
     await until(agent, "CONVERSATION_CLOSED")
     await agent.fails(ALREADY_CLOSED, "SEND_NOTE", {"conversationId": scene.conv_id, "content": "late"})
     await quiet(agent)
+
+
+async def test_a_resend_leaves_last_message_and_unread_on_the_stored_top(scene: Scene):
+    """A resend is counted with a planned seq before the insert finds it stored: the writer then
+    reads the newest message again (just after the resend is acknowledged), so nothing is left
+    pointing past the top."""
+    cand = await scene.joined(scene.candidate)
+    first = await cand.sent(scene.conv_id, "only once", "c-1")
+    again = await cand.sent(scene.conv_id, "only once", "c-1")
+    assert again["seq"] == first["seq"] == 1
+    for _ in range(100):
+        item = await listed(scene, scene.agent)
+        if item["lastMessage"]["seq"] == 1:
+            break
+        await asyncio.sleep(0.02)
+    assert (item["lastMessage"]["seq"], item["unread"]) == (1, 1)
+    await cand.sent(scene.conv_id, "and then this", "c-2")
+    item = await listed(scene, scene.agent)
+    assert (item["lastMessage"]["seq"], item["lastMessage"]["content"], item["unread"]) == (2, "and then this", 2)

@@ -198,11 +198,12 @@ class MessageService:
             self._next_seq.popitem(last=False)
         for item in accepted:
             item.message = self._new_message(item.draft)
-        resent = await self._store(accepted, answered, self._record_facts(*_facts(accepted, convs)))
+        renumbered: set[ObjectId] = set()
+        resent = await self._store(accepted, answered, self._record_facts(*_facts(accepted, convs)), renumbered)
         if resent:  # counted as new but stored nothing (a resend): take them back out
             await self._record_facts({conv_id: -n for conv_id, n in resent.items()}, {})
-            # The seqs were renumbered after the facts went out: read the newest again (rare path).
-            await self._record_facts({}, {}, refresh=list(resent))
+        if renumbered:  # the facts went out with the seqs planned before: read the newest again (rare)
+            await self._record_facts({}, {}, refresh=list(renumbered))
 
     async def _record_facts(self, counts: dict[ObjectId, int], first_agent_message: dict[ObjectId, datetime],
                             latest: dict[ObjectId, Latest] | None = None, *, refresh: list[ObjectId] = ()) -> None:
@@ -217,10 +218,11 @@ class MessageService:
         except Exception:
             log.exception("analytics facts of a batch not recorded")
 
-    async def _store(self, pending: list[_Pending], answered: set[int],
-                     facts: Awaitable[None] | None = None) -> dict[ObjectId, int]:
+    async def _store(self, pending: list[_Pending], answered: set[int], facts: Awaitable[None] | None = None,
+                     renumbered: set[ObjectId] | None = None) -> dict[ObjectId, int]:
         """Insert, deliver what was stored, resolve duplicates; how many resends (stored nothing)
-        each conversation had. ``facts`` is written together with the first insert."""
+        each conversation had. ``facts`` is written together with the first insert; the
+        conversations whose messages got other seqs than planned are added to ``renumbered``."""
         resent: dict[ObjectId, int] = {}
         while pending:
             insert = self.messages.insert_ordered([p.message for p in pending])
@@ -249,6 +251,8 @@ class MessageService:
                 top = (await self.messages.top_seqs([conv_id])).get(conv_id, 0)
                 self._next_seq[conv_id] = top + 1
                 pending = [failed, *rest]
+            if renumbered is not None:
+                renumbered.add(conv_id)
             for item in pending:  # renumber the conversation's remaining messages, order kept
                 if item.draft.conversation_id == conv_id:
                     item.message = attrs.evolve(item.message, seq=self._take_seq(conv_id))
