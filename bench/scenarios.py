@@ -67,6 +67,7 @@ class Plan:
     desk_agents: int = 1000
     desk_teams: int = 20
     desk_toggle_period: float = 30.0
+    desk_settle: float = 15.0
     analytics_requests: int = 20
 
 
@@ -74,7 +75,7 @@ FULL = Plan()
 QUICK = Plan(chat_conversations=20, chat_rate=100.0, chat_duration=5.0, capacity_ns=(10, 100), step_duration=1.5,
              refine_steps=1, quarter_duration=2.0, drain_timeout=5.0, settle=0.3, db_batches=(1, 16, 128),
              db_seconds=1.0, minimal_ns=(100,), sockets=1000, idle_seconds=10.0, logins=30, login_users=6,
-             startups=1, desk_agents=200, desk_teams=5, analytics_requests=8)
+             startups=1, desk_agents=200, desk_teams=5, desk_settle=3.0, analytics_requests=8)
 
 
 def progress(text: str) -> None:

@@ -20,13 +20,13 @@ import cattrs
 from bson import ObjectId
 from cattrs.gen import make_dict_structure_fn, override
 
-from livechat.domain.models import Conversation, GroupBy, Message, Role, Routing, SummaryRow, SupervisorStats, User
+from livechat.domain.models import (LAST_MESSAGE_CHARS, Conversation, GroupBy, Message, Note, Role, Routing, SummaryRow,
+                                    SupervisorStats, User)
 from livechat.errors import InvalidInput
 from livechat.naming import camel
 
 T = TypeVar("T")
 
-LAST_MESSAGE_CHARS = 200
 _HEX_ID = re.compile(r"^[0-9a-fA-F]{24}$")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
@@ -125,17 +125,25 @@ def conversation_view(conv: Conversation) -> dict[str, Any]:
     return data
 
 
-def conversation_item(conv: Conversation, names: dict[ObjectId, str],
-                      last_message: Message | None = None) -> dict[str, Any]:
-    """A list item (GET /conversations, the pushed inbox): the conversation with its people's names."""
+def conversation_item(conv: Conversation, names: dict[ObjectId, str], unread: int = 0) -> dict[str, Any]:
+    """A list item (GET /conversations, the pushed inbox): the conversation with its people's names,
+    its newest message (from the conversation document: notes are never there) and the viewer's
+    ``unread`` (CONTRACT.md C.6, ``models.unread``)."""
     data = conversation_view(conv)
     data["candidateName"] = names.get(conv.candidate_id)
     data["agentName"] = names.get(conv.agent_id) if conv.agent_id is not None else None
-    if last_message is not None:
-        data["lastMessage"] = {"seq": last_message.seq, "senderRole": last_message.sender_role.value,
-                               "content": last_message.content[:LAST_MESSAGE_CHARS],
-                               "createdAt": iso(last_message.created_at)}
+    last = conv.last_message
+    data["lastMessage"] = None if last is None else {
+        "seq": last.seq, "senderRole": last.sender_role.value, "content": last.content[:LAST_MESSAGE_CHARS],
+        "createdAt": iso(last.created_at)}
+    data["unread"] = unread
     return data
+
+
+def note_view(note: Note) -> dict[str, Any]:
+    """Staff only (CONTRACT.md C.7): ``NEW_NOTE`` and ``notes`` of ``GET /conversations/:id``."""
+    return {"noteId": str(note.id), "conversationId": str(note.conversation_id), "senderId": str(note.sender_id),
+            "senderRole": note.sender_role.value, "content": note.content, "createdAt": iso(note.created_at)}
 
 
 def assignments_view(conv: Conversation) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from livechat.domain.messages import MessageService
 from livechat.domain.models import AgentPresence, Routing, utcnow
 from livechat.domain.presence import PresenceService
 from livechat.domain.routing import RoutingService
+from livechat.domain.signals import SignalService
 from livechat.domain.teams import TeamService
 from livechat.domain.throttle import LoginThrottle
 from livechat.realtime.fanout import Fanout
@@ -43,6 +44,7 @@ class Services:
     presence: PresenceService
     routing: RoutingService
     analytics: AnalyticsService
+    signals: SignalService
     feed: ChangeFeed | None = None  # None: ws.fanout = "process"
 
     async def ping(self) -> None:
@@ -90,7 +92,7 @@ async def open_services(settings: Settings, hub: Hub | None = None, *,
             presence = PresenceService(store.presence, bus, process=store.writer, ttl=1.5 * settings.ws.heartbeat)
             routing = RoutingService(store.routing, store.conversations, store.users, presence, bus,
                                      requeue_after=settings.routing.requeue_after.total_seconds(), clock=clock)
-            inbox = Inbox(store.conversations, store.users, is_auto=routing.is_auto)
+            inbox = Inbox(store.conversations, store.users, store.reads, is_auto=routing.is_auto)
             fanout = Fanout(hub, store.messages, store.conversations, inbox)
             bus.subscribe(fanout.publish)
             bus.subscribe(routing.on_event)
@@ -116,6 +118,8 @@ async def open_services(settings: Settings, hub: Hub | None = None, *,
                         presence=presence,
                         routing=routing,
                         analytics=AnalyticsService(store.conversations, store.users, clock=clock),
+                        signals=SignalService(store.conversations, store.messages, store.reads, store.notes, bus,
+                                              clock=clock),
                         feed=feed,
                     )
             finally:

@@ -396,8 +396,7 @@ function replaceInbox(conversations) {
 function conversationUpdated(item) {
   if (!item?._id) return;
   const before = state.inbox.get(item._id);
-  // Updates without a message carry no lastMessage: keep the one already shown.
-  state.inbox.set(item._id, {...before, ...item});
+  state.inbox.set(item._id, {...before, ...item, lastMessage: item.lastMessage ?? before?.lastMessage ?? null});
   if (!before || before.agentId !== item.agentId || before.status !== item.status) teamLoadChanged();
   if (item.agentId || item.status !== 'open') state.queue.delete(item._id);
   inboxChanged();
@@ -495,6 +494,13 @@ function statusBadge(status) {
 const candidateLabel = (c) => c.candidateName ?? `Candidate ${shortId(c.candidateId)}`;
 const agentLabel = (c) => (c.agentId ? (c.agentName ?? shortId(c.agentId)) : 'none');
 
+/** How many messages from the other side this user has not read (C.6); nothing when none. */
+function unreadBadge(c) {
+  if (!(c.unread > 0) || state.chat?.id === c._id) return null;
+  return h('span', {class: 'unread-badge', title: `${c.unread} unread`, dataset: {unread: String(c.unread)}},
+    String(c.unread));
+}
+
 /** The last line, shortened: what a list shows of the conversation's text. */
 function lastLine(c) {
   const text = c.lastMessage?.content;
@@ -526,6 +532,7 @@ function renderCandidateList() {
     h('li', {dataset: {id: c._id, status: c.status}},
       h('span', {class: 'conv-title'}, `With ${state.supervisors.get(c.supervisorId) ?? shortId(c.supervisorId)}`),
       statusBadge(c.status),
+      unreadBadge(c),
       c.agentId ? h('span', {class: 'small'}, `Agent: ${agentLabel(c)}`) : null,
       state.queue.has(c._id) ? h('span', {class: 'small queue-inline'}, `Queue: #${state.queue.get(c._id)}`) : null,
       h('span', {class: 'muted small'}, fmtTime(c.createdAt)),
@@ -589,6 +596,7 @@ function supervisorItem(c, agents) {
   return h('li', {dataset: {id: c._id, status: c.status}},
     h('span', {class: 'conv-title'}, candidateLabel(c)),
     statusBadge(c.status),
+    unreadBadge(c),
     h('span', {class: 'small agent-name'}, `Agent: ${agentLabel(c)}`),
     h('span', {class: 'muted small'}, fmtTime(c.createdAt)),
     lastLine(c),
@@ -631,6 +639,7 @@ function renderAgentList() {
     h('li', {dataset: {id: c._id, status: c.status}},
       h('span', {class: 'conv-title'}, candidateLabel(c)),
       statusBadge(c.status),
+      unreadBadge(c),
       h('span', {class: 'muted small'}, fmtTime(c.createdAt)),
       lastLine(c),
       h('button', {type: 'button', class: 'join', onclick: () => openChat(c._id)},
@@ -652,6 +661,7 @@ function renderAdminList() {
     h('li', {dataset: {id: c._id, status: c.status}},
       h('span', {class: 'conv-title'}, candidateLabel(c)),
       statusBadge(c.status),
+      unreadBadge(c),
       h('span', {class: 'small agent-name'}, `Agent: ${agentLabel(c)}`),
       h('span', {class: 'small'}, `Team: ${state.supervisors.get(c.supervisorId) ?? shortId(c.supervisorId)}`),
       h('span', {class: 'muted small'}, fmtTime(c.createdAt)),
@@ -867,6 +877,14 @@ class Chat {
     this.fatal = false;
     this.teamAgents = null; // watchers: the agents a transfer may go to
     this.handingOver = false; // our own transfer is in flight: its CONVERSATION_REMOVED is expected
+    this.staff = state.user.role !== 'candidate'; // sees and writes private notes (C.7)
+    this.notes = new Map(); // noteId -> <li>
+    this.pendingNotes = new Map(); // clientMessageId -> <li>
+    this.readByOthers = 0; // the other side has read our lines up to this seq (✓✓)
+    this.toMark = false; // a message from the other side is on screen and not yet marked read
+    this.markTimer = null;
+    this.typingSentAt = 0; // when we last sent TYPING (the server forwards one per 2 s anyway)
+    this.typingTimer = null;
     this.onOnline = () => {
       if (this.retryTimer !== null) this.connect();
     };
@@ -881,6 +899,8 @@ class Chat {
     $('#chat-queue').hidden = true;
     $('#chat-watch-note').hidden = true;
     $('#composer').hidden = true;
+    $('#note-composer').hidden = true;
+    $('#chat-typing').hidden = true;
     $('#chat-close').hidden = true;
     $('#transfer-form').hidden = true;
     this.setConnection('idle', 'not connected');
@@ -898,6 +918,7 @@ class Chat {
     }
     if (this.stopped) return;
     for (const m of conv.messages) this.addMessage(m);
+    for (const n of conv.notes ?? []) this.addNote(n, conv.messages);
     this.inboxItem(conv);
     if (this.status !== 'closed') {
       if (this.watcher) {
@@ -953,6 +974,7 @@ class Chat {
     }
     if (this.stopped) return;
     if (!this.live) for (const m of conv.messages) this.addMessage(m);
+    for (const n of conv.notes ?? []) this.addNote(n, conv.messages);
     this.inboxItem(conv);
   }
 
@@ -977,6 +999,7 @@ class Chat {
     }
     const open = status !== 'closed';
     $('#composer').hidden = !(this.live && open);
+    $('#note-composer').hidden = !(this.staff && open);
     $('#chat-close').hidden = !(state.user.role === 'agent' && open);
     if (!open) this.ended();
   }
@@ -995,6 +1018,7 @@ class Chat {
     this.halt();
     this.setConnection('offline', 'not connected');
     $('#composer').hidden = true;
+    $('#note-composer').hidden = true;
     $('#chat-close').hidden = true;
     $('#transfer-form').hidden = true;
     notify(message);
@@ -1002,6 +1026,9 @@ class Chat {
 
   /** Stop the socket, the reconnects and the poll (the view may stay on screen). */
   halt() {
+    clearTimeout(this.markTimer);
+    clearTimeout(this.typingTimer);
+    $('#chat-typing').hidden = true;
     clearTimeout(this.retryTimer);
     this.retryTimer = null;
     window.removeEventListener('online', this.onOnline);
@@ -1086,9 +1113,22 @@ class Chat {
         this.setConnection('connected', 'connected');
         this.setStatus(data.status);
         for (const clientMessageId of this.pending.keys()) this.sendPending(clientMessageId);
+        this.markReadSoon();
         break;
       case 'NEW_MESSAGE':
         this.addMessage(data);
+        break;
+      case 'TYPING':
+        this.showTyping(data);
+        break;
+      case 'READ':
+        this.readUpTo(data);
+        break;
+      case 'NEW_NOTE':
+        this.addNote(data);
+        break;
+      case 'NOTE_SENT':
+        this.noteSent(data);
         break;
       case 'MESSAGE_SENT':
         this.acknowledged(data);
@@ -1115,6 +1155,11 @@ class Chat {
       this.pending.delete(data.clientMessageId);
       setDelivery(pending.li, 'failed', `not sent: ${message}`);
     }
+    const note = data.clientMessageId && this.pendingNotes.get(data.clientMessageId);
+    if (note) {
+      this.pendingNotes.delete(data.clientMessageId);
+      setDelivery(note, 'failed', `not sent: ${message}`);
+    }
     if (message === 'Conversation already closed') {
       this.setStatus('closed');
     } else if (this.joining && !pending && ['Not allowed to access this conversation', 'Forbidden for this role',
@@ -1131,6 +1176,95 @@ class Chat {
     this.bySeq.set(m.seq, li);
     this.insert(li, m.seq);
     this.advance();
+    if (m.senderId === state.user._id) {
+      if (m.seq <= this.readByOthers) markLineRead(li);
+    } else {
+      this.toMark = true;
+      this.markReadSoon();
+      this.typingStopped(m.senderId); // the line they were typing has come
+    }
+  }
+
+  /** Tell the server what we have seen (C.6), once things settle: one MARK_READ for a burst. */
+  markReadSoon() {
+    clearTimeout(this.markTimer);
+    this.markTimer = setTimeout(() => {
+      if (!this.toMark || !this.joined || !this.lastSeq) return;
+      if (this.transmit('MARK_READ', {conversationId: this.id, seq: this.lastSeq})) this.toMark = false;
+    }, 300);
+  }
+
+  /** Someone else read up to ``seq``: our own lines up to it get ✓✓ — when the reader is on the
+   * other side (a watcher's read is staff reading staff, not a receipt for the candidate's agent). */
+  readUpTo({userId, role, seq}) {
+    if (userId === state.user._id || !Number.isInteger(seq)) return;
+    if ((role === 'candidate') === (state.user.role === 'candidate')) return;
+    this.readByOthers = Math.max(this.readByOthers, seq);
+    for (const [lineSeq, li] of this.bySeq) {
+      if (lineSeq <= seq && li.classList.contains('mine')) markLineRead(li);
+    }
+  }
+
+  /** We are typing: say so, at most every 2 s (the server drops the rest anyway). */
+  typed() {
+    if (!this.live || !this.joined || Date.now() - this.typingSentAt < 2000) return;
+    if (this.transmit('TYPING', {conversationId: this.id})) this.typingSentAt = Date.now();
+  }
+
+  showTyping({userId, role}) {
+    if (userId === state.user._id) return;
+    const el = $('#chat-typing');
+    el.textContent = `${roleLabel(role)} is typing…`;
+    el.dataset.userId = userId;
+    el.hidden = false;
+    clearTimeout(this.typingTimer);
+    this.typingTimer = setTimeout(() => { el.hidden = true; }, 5000); // C.5: gone 5 s after the last one
+  }
+
+  typingStopped(userId) {
+    const el = $('#chat-typing');
+    if (el.dataset.userId === userId) {
+      clearTimeout(this.typingTimer);
+      el.hidden = true;
+    }
+  }
+
+  /** A private note (staff only): placed after the messages that were there when it was written. */
+  addNote(n, messages = null) {
+    if (!n?.noteId || this.notes.has(n.noteId)) return;
+    const afterSeq = messages
+      ? Math.max(0, ...messages.filter((m) => m.createdAt <= n.createdAt).map((m) => m.seq))
+      : this.lastSeq;
+    const li = renderNote(n, afterSeq);
+    this.notes.set(n.noteId, li);
+    this.insert(li, afterSeq + 0.5);
+  }
+
+  sendNote(content) {
+    const clientMessageId = newClientMessageId();
+    const li = renderNote({senderId: state.user._id, senderRole: state.user.role, content,
+      createdAt: new Date().toISOString()}, this.lastSeq);
+    this.pendingNotes.set(clientMessageId, li);
+    this.insert(li, this.lastSeq + 0.5);
+    setDelivery(li, 'pending', 'sending…');
+    if (!this.joined || !this.transmit('SEND_NOTE', {conversationId: this.id, content, clientMessageId})) {
+      this.pendingNotes.delete(clientMessageId);
+      setDelivery(li, 'failed', 'not sent: not connected');
+    }
+  }
+
+  noteSent(data) {
+    const li = this.pendingNotes.get(data.clientMessageId);
+    if (!li) return;
+    this.pendingNotes.delete(data.clientMessageId);
+    const known = this.notes.get(data.noteId);
+    if (known) {
+      li.remove();
+      return;
+    }
+    li.dataset.noteId = data.noteId;
+    this.notes.set(data.noteId, li);
+    setDelivery(li, 'sent', '✓ saved');
   }
 
   /** Lines with a seq in seq order; our own unacknowledged lines stay at the bottom. */
@@ -1138,7 +1272,9 @@ class Chat {
     const stick = this.list.scrollHeight - this.list.scrollTop - this.list.clientHeight < 48;
     let after = null;
     for (let c = this.list.lastElementChild; c; c = c.previousElementSibling) {
-      if (c.dataset.seq && Number(c.dataset.seq) < seq) {
+      // A note sits after seq ``afterSeq``: it counts as ``afterSeq + 0.5``.
+      const at = c.dataset.seq ? Number(c.dataset.seq) : c.dataset.afterSeq ? Number(c.dataset.afterSeq) + 0.5 : null;
+      if (at !== null && at < seq) {
         after = c;
         break;
       }
@@ -1183,13 +1319,14 @@ class Chat {
     if (known) {
       // The replay after a reconnect brought it back before its acknowledgement: keep one line.
       pending.li.remove();
-      setDelivery(known, 'sent', 'sent');
+      if (known.dataset.read !== 'true') setDelivery(known, 'sent', '✓ sent');
       this.updateEmpty();
       return;
     }
     pending.li.dataset.seq = String(data.seq);
     pending.li.dataset.messageId = data.messageId;
-    setDelivery(pending.li, 'sent', 'sent');
+    if (data.seq <= this.readByOthers) markLineRead(pending.li);
+    else setDelivery(pending.li, 'sent', '✓ sent');
     pending.li.remove();
     this.bySeq.set(data.seq, pending.li);
     this.insert(pending.li, data.seq);
@@ -1279,8 +1416,26 @@ function renderMessage(m) {
     h('time', {datetime: m.createdAt}, fmtClock(m.createdAt)),
     mine ? h('span', {class: 'delivery'}) : null),
   h('p', {class: 'msg-text'}, m.content));
-  if (mine && Number.isInteger(m.seq)) setDelivery(li, 'sent', 'sent');
+  if (mine && Number.isInteger(m.seq)) setDelivery(li, 'sent', '✓ sent');
   return li;
+}
+
+/** A private note: its own look (``.note``), never a seq, so it is never taken for a message. */
+function renderNote(n, afterSeq) {
+  const mine = state.user && n.senderId === state.user._id;
+  return h('li', {class: `msg note ${mine ? 'mine' : 'theirs'}`, dataset: {afterSeq: String(afterSeq),
+    noteId: n.noteId ?? '', role: n.senderRole ?? ''}},
+  h('div', {class: 'msg-meta'},
+    h('span', {class: 'who'}, mine ? 'You' : roleLabel(n.senderRole)),
+    h('time', {datetime: n.createdAt}, fmtClock(n.createdAt)),
+    mine ? h('span', {class: 'delivery'}) : null),
+  h('p', {class: 'note-text'}, n.content));
+}
+
+/** ✓✓: the other side read it. Delivery stays "sent" (it is), ``data-read`` says the rest. */
+function markLineRead(li) {
+  li.dataset.read = 'true';
+  setDelivery(li, 'sent', '✓✓ read');
 }
 
 function setDelivery(li, delivery, text) {
@@ -1324,6 +1479,15 @@ function setupChat() {
       ev.preventDefault();
       $('#composer').requestSubmit();
     }
+  });
+  input.addEventListener('input', () => state.chat?.typed());
+  const noteInput = $('#note-input');
+  $('#note-composer').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const content = noteInput.value.trim();
+    if (!content || !state.chat) return;
+    state.chat.sendNote(content);
+    noteInput.value = '';
   });
   $('#chat-close').addEventListener('click', () => state.chat?.closeInChat());
   $('#chat-back').addEventListener('click', closeChat);

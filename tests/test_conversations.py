@@ -252,9 +252,12 @@ async def test_view_shows_the_conversation_with_its_messages(chat: Chat, client:
         await send_all(peer, world.X, ["hello", "anyone?"])
     for who in (world.C, world.A, world.S, world.ADMIN):
         view = await chat.view(who, world.X)
-        staff = {"assignments": view["assignments"]} if who is not world.C else {}
+        staff = {"assignments": view["assignments"], "notes": []} if who is not world.C else {}
+        # unread (C.6): the candidate wrote both, so it has nothing to read; no staff member read them.
         assert view == {**world.X, "agentId": world.A["_id"], "messages": view["messages"],
-                        "candidateName": world.C["name"], "agentName": world.A["name"], **staff}
+                        "candidateName": world.C["name"], "agentName": world.A["name"],
+                        "lastMessage": {**view["lastMessage"], "seq": 2, "senderRole": "candidate", "content": "anyone?"},
+                        "unread": 0 if who is world.C else 2, **staff}
         assert [m["content"] for m in view["messages"]] == ["hello", "anyone?"]  # oldest first
         for message in view["messages"]:
             assert (message["senderId"], message["senderRole"]) == (world.C["_id"], "candidate")

@@ -95,7 +95,7 @@ async def test_the_inbox_is_pushed_to_whoever_may_see_the_conversation(client):
         assert update["conversation"]["agentName"] == scene.agent["name"]
     cand = await scene.joined(scene.candidate)
     await cand.say(scene.conv_id, "hello inbox")
-    pushed = await until(sup, "CONVERSATION_UPDATED", lambda d: "lastMessage" in d["conversation"])
+    pushed = await until(sup, "CONVERSATION_UPDATED", lambda d: d["conversation"]["lastMessage"] is not None)
     assert pushed["conversation"]["lastMessage"]["content"] == "hello inbox"
 
     other = await scene.another_agent()

@@ -405,3 +405,29 @@ async def test_new_agents_connecting_on_two_processes_at_once_get_working_socket
         assert {presence[agent["_id"]]["presence"] for agent in agents} == {"available"}
         for sock in sockets:
             await sock.ws.close()
+
+
+async def test_read_receipts_and_notes_across_processes(tmp_path, mongo_uri):
+    """READ and NEW_NOTE come through the change feed (the reads and notes collections); a note
+    reaches the staff on another process and never the candidate, whichever process it is on."""
+    async with cluster(tmp_path, mongo_uri, 2) as (_, (p1, p2)):
+        supervisor, agent, _, candidate = await team(p1)
+        conv = await open_assigned(p1, supervisor, agent, candidate)
+        cand, ag = await p1.socket(candidate), await p2.socket(agent)
+        await cand.join(conv)
+        await ag.join(conv)
+        watcher = await p1.socket(supervisor)
+        await watcher.emit("WATCH_CONVERSATION", {"conversationId": conv})
+        await watcher.expect("WATCHING_CONVERSATION")
+        await cand.emit("SEND_MESSAGE", {"conversationId": conv, "content": "hello", "clientMessageId": "c-1"})
+        seq = (await ag.expect("NEW_MESSAGE"))["seq"]
+        await ag.emit("MARK_READ", {"conversationId": conv, "seq": seq})
+        read = await until_event(cand, "READ")
+        assert read == {"conversationId": conv, "userId": agent["_id"], "role": "agent", "seq": seq}
+        await ag.emit("SEND_NOTE", {"conversationId": conv, "content": "staff only", "clientMessageId": "n-1"})
+        await ag.expect("NOTE_SENT")
+        assert (await until_event(watcher, "NEW_NOTE"))["content"] == "staff only"
+        items = await p1.call("GET", "/conversations", agent["token"])
+        assert [i["unread"] for i in items if i["_id"] == conv] == [0]
+        await cand.drain(0.5)
+        assert "NEW_NOTE" not in [f["event"] for f in cand.frames] and "staff only" not in str(cand.frames)

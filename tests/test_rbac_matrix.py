@@ -1,5 +1,5 @@
 """Who may call which REST route or send which WebSocket event (CONTRACT.md A.1, A.2, A.4, B.3, B.7,
-C.2–C.5), as one table.
+C.2–C.7), as one table.
 
 Every case runs against a fresh World (see tests/conversations_helpers.py):
 
@@ -19,7 +19,8 @@ Errors carry the contract's exact text: 401 "Unauthorized, token missing or inva
 
 Rows "WS EVENT" send that event over a socket of the caller: "ok" is the event's own answer (or, for an
 event that has none, no answer at all), "role" an ERROR "Forbidden for this role", "denied" an ERROR
-"Not allowed to access this conversation", and 401 for anonymous a socket refused with an ERROR
+"Not allowed to access this conversation", "join" an ERROR "You must join the conversation first"
+(the socket of a row is in no room), and 401 for anonymous a socket refused with an ERROR
 "Unauthorized or invalid token" and close code 4401.
 """
 
@@ -34,6 +35,7 @@ from tests.contract import (
     FORBIDDEN,
     FORBIDDEN_FOR_ROLE,
     NOT_ALLOWED,
+    NOT_JOINED,
     NOT_YOUR_CONVERSATION,
     UNAUTHORIZED,
     UNAUTHORIZED_CLOSE,
@@ -44,25 +46,28 @@ from tests.conversations_helpers import Chat, World, attempt, snapshot
 from tests.ws_helpers import Peer
 
 MATRIX = """
-| route                          | anonymous | candidate | agent     | supervisor | admin |
-|--------------------------------|-----------|-----------|-----------|------------|-------|
-| POST /conversations            | 401       | 409 / 201 | 403       | 403        | 403   |
-| POST /conversations/X/assign   | 401       | 403 / 403 | 403 / 403 | 200 / 403* | 403   |
-| GET /conversations/X           | 401       | 200 / 403 | 200 / 403 | 200 / 403  | 200   |
-| GET /conversations/X/messages  | 401       | 200 / 403 | 200 / 403 | 200 / 403  | 200   |
-| POST /conversations/X/close    | 401       | 403 / 403 | 403 / 403 | 200 / 403  | 200   |
-| GET /conversations             | 401       | 200       | 200       | 200        | 200   |
-| GET /admin/analytics           | 401       | 403       | 403       | 403        | 200   |
-| GET /admin/analytics/summary   | 401       | 403       | 403       | 200        | 200   |
-| GET /supervisors               | 401       | 200       | 200       | 200        | 200   |
-| GET /agents                    | 401       | 403       | 403       | 200        | 200   |
-| POST /conversations/X/transfer | 401       | 403 / 403 | 200 / 403 | 200 / 403  | 200   |
-| GET /supervisors/S/routing     | 401       | 403       | 403       | 200 / 403  | 200   |
-| PUT /supervisors/S/routing     | 401       | 403       | 403       | 200 / 403  | 200   |
-| WS SUBSCRIBE_INBOX             | 401       | ok        | ok        | ok         | ok    |
-| WS SET_PRESENCE                | 401       | role      | ok        | role       | role  |
-| WS WATCH_CONVERSATION          | 401       | role      | role      | ok / denied| ok    |
-| WS UNWATCH_CONVERSATION        | 401       | role      | role      | ok         | ok    |
+| route                          | anonymous | candidate     | agent         | supervisor    | admin |
+|--------------------------------|-----------|---------------|---------------|---------------|-------|
+| POST /conversations            | 401       | 409 / 201     | 403           | 403           | 403   |
+| POST /conversations/X/assign   | 401       | 403 / 403     | 403 / 403     | 200 / 403*    | 403   |
+| GET /conversations/X           | 401       | 200 / 403     | 200 / 403     | 200 / 403     | 200   |
+| GET /conversations/X/messages  | 401       | 200 / 403     | 200 / 403     | 200 / 403     | 200   |
+| POST /conversations/X/close    | 401       | 403 / 403     | 403 / 403     | 200 / 403     | 200   |
+| GET /conversations             | 401       | 200           | 200           | 200           | 200   |
+| GET /admin/analytics           | 401       | 403           | 403           | 403           | 200   |
+| GET /admin/analytics/summary   | 401       | 403           | 403           | 200           | 200   |
+| GET /supervisors               | 401       | 200           | 200           | 200           | 200   |
+| GET /agents                    | 401       | 403           | 403           | 200           | 200   |
+| POST /conversations/X/transfer | 401       | 403 / 403     | 200 / 403     | 200 / 403     | 200   |
+| GET /supervisors/S/routing     | 401       | 403           | 403           | 200 / 403     | 200   |
+| PUT /supervisors/S/routing     | 401       | 403           | 403           | 200 / 403     | 200   |
+| WS SUBSCRIBE_INBOX             | 401       | ok            | ok            | ok            | ok    |
+| WS SET_PRESENCE                | 401       | role          | ok            | role          | role  |
+| WS WATCH_CONVERSATION          | 401       | role          | role          | ok / denied   | ok    |
+| WS UNWATCH_CONVERSATION        | 401       | role          | role          | ok            | ok    |
+| WS TYPING                      | 401       | join          | join          | role          | role  |
+| WS MARK_READ                   | 401       | join / denied | join / denied | join / denied | join  |
+| WS SEND_NOTE                   | 401       | role          | join / denied | join / denied | join  |
 """
 
 BODIES = {
@@ -75,6 +80,9 @@ BODIES = {
     "WS SET_PRESENCE": {"status": "away"},
     "WS WATCH_CONVERSATION": {"conversationId": "X"},
     "WS UNWATCH_CONVERSATION": {"conversationId": "X"},
+    "WS TYPING": {"conversationId": "X"},
+    "WS MARK_READ": {"conversationId": "X", "seq": 0},
+    "WS SEND_NOTE": {"conversationId": "X", "content": "a note"},
 }
 
 ANSWERS = {  # the event that answers an allowed WebSocket event; None: it has no answer
@@ -82,6 +90,11 @@ ANSWERS = {  # the event that answers an allowed WebSocket event; None: it has n
     "WS SET_PRESENCE": None,
     "WS WATCH_CONVERSATION": "WATCHING_CONVERSATION",
     "WS UNWATCH_CONVERSATION": "UNWATCHED_CONVERSATION",
+    # The signals (C.5–C.7) act on a room: the row's fresh socket joined none, so a party that may
+    # send the event is told to join first ("join") — after the role and the relation were checked.
+    "WS TYPING": None,
+    "WS MARK_READ": None,
+    "WS SEND_NOTE": None,
 }
 
 OUTCOMES = {
@@ -94,6 +107,7 @@ OUTCOMES = {
     "ok": (200, None),
     "role": (403, FORBIDDEN_FOR_ROLE),
     "denied": (403, NOT_ALLOWED),
+    "join": (400, NOT_JOINED),
 }
 
 CALLERS = {  # (role column, relation) → World party; None: no token at all
@@ -127,7 +141,7 @@ CASES = cases(MATRIX)
 
 def test_the_matrix_covers_every_route_and_role():
     routes = {param.values[0] for param in CASES}
-    assert len(routes) == 17 and len(CASES) == 104
+    assert len(routes) == 20 and len(CASES) == 124
     callers = {param.values[1] for param in CASES}
     assert callers == {None, "C", "C2", "A", "A2", "S", "S2", "ADMIN"}
 

@@ -13,7 +13,7 @@ from typing import Any
 from attrs import frozen
 from bson import ObjectId
 
-from livechat.domain.models import Conversation, Message, Presence
+from livechat.domain.models import Conversation, Message, Note, Presence, ReadMark
 
 
 @frozen
@@ -70,8 +70,26 @@ class PresenceChanged:
     local: bool = True
 
 
+@frozen
+class ReadAdvanced:
+    """A participant's read watermark moved forward (``origin``: its socket, which is not told)."""
+
+    mark: ReadMark
+    origin: Any = None
+
+
+@frozen
+class NoteStored:
+    """A private note is durable: ``origin`` gets ``NOTE_SENT`` and the room's staff — never a
+    candidate — get the note, unless it is a resend (``fresh`` false), which is acknowledged only."""
+
+    note: Note
+    origin: Any = None
+    fresh: bool = True
+
+
 DomainEvent = (MessageStored | SendRejected | ConversationClosed | MemberEvicted | ConversationChanged
-               | PresenceChanged)
+               | PresenceChanged | ReadAdvanced | NoteStored)
 
 
 class EventBus:

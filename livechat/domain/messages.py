@@ -12,7 +12,8 @@ use) and guarded by the unique index on ``(conversationId, seq)``: if another pr
 same seq, the counter is reloaded and the rest renumbered, so seqs stay contiguous and each
 sender's order is kept.
 
-Each batch also keeps the conversations' analytics facts (README "Analytics"): how many messages
+Each batch also keeps the conversations' read-receipt facts (the newest message and seq, and the
+newest seq per side: README "Signals") and analytics facts (README "Analytics"): how many messages
 each has and when an agent first wrote in it. That write goes to the database alongside the
 batch's insert (in parallel, so no round trip is added in series) and lands before anyone is
 told; conversations whose first agent message is already recorded (the batch's read of the
@@ -35,9 +36,9 @@ from bson import ObjectId
 
 from livechat.domain import policy
 from livechat.domain.events import MessageStored, SendRejected
-from livechat.domain.models import Conversation, ConversationStatus, Message, Role, User, utcnow
+from livechat.domain.models import Conversation, ConversationStatus, Message, Role, User, side_of, utcnow
 from livechat.domain.policy import Action
-from livechat.domain.ports import ConversationRepo, DuplicateOf, EventPublisher, Member, MessageRepo
+from livechat.domain.ports import ConversationRepo, DuplicateOf, EventPublisher, Latest, Member, MessageRepo
 from livechat.errors import ALREADY_CLOSED, INTERNAL, UNAVAILABLE, DomainError
 
 log = logging.getLogger(__name__)
@@ -197,23 +198,31 @@ class MessageService:
             self._next_seq.popitem(last=False)
         for item in accepted:
             item.message = self._new_message(item.draft)
-        resent = await self._store(accepted, answered, self._record_facts(*_facts(accepted, convs)))
+        renumbered: set[ObjectId] = set()
+        resent = await self._store(accepted, answered, self._record_facts(*_facts(accepted, convs)), renumbered)
         if resent:  # counted as new but stored nothing (a resend): take them back out
             await self._record_facts({conv_id: -n for conv_id, n in resent.items()}, {})
+        if renumbered:  # the facts went out with the seqs planned before: read the newest again (rare)
+            await self._record_facts({}, {}, refresh=list(renumbered))
 
-    async def _record_facts(self, counts: dict[ObjectId, int], first_agent_message: dict[ObjectId, datetime]) -> None:
-        """Analytics facts never fail a batch: the messages are what must be stored."""
+    async def _record_facts(self, counts: dict[ObjectId, int], first_agent_message: dict[ObjectId, datetime],
+                            latest: dict[ObjectId, Latest] | None = None, *, refresh: list[ObjectId] = ()) -> None:
+        """Analytics and read-receipt facts never fail a batch: the messages are what must be stored."""
         try:
-            await self.conversations.record_messages(counts, first_agent_message)
+            if refresh:
+                await self.conversations.refresh_latest(refresh)
+            else:
+                await self.conversations.record_messages(counts, first_agent_message, latest)
         except DomainError as exc:
             log.warning("analytics facts of a batch not recorded (%s)", exc.message)
         except Exception:
             log.exception("analytics facts of a batch not recorded")
 
-    async def _store(self, pending: list[_Pending], answered: set[int],
-                     facts: Awaitable[None] | None = None) -> dict[ObjectId, int]:
+    async def _store(self, pending: list[_Pending], answered: set[int], facts: Awaitable[None] | None = None,
+                     renumbered: set[ObjectId] | None = None) -> dict[ObjectId, int]:
         """Insert, deliver what was stored, resolve duplicates; how many resends (stored nothing)
-        each conversation had. ``facts`` is written together with the first insert."""
+        each conversation had. ``facts`` is written together with the first insert; the
+        conversations whose messages got other seqs than planned are added to ``renumbered``."""
         resent: dict[ObjectId, int] = {}
         while pending:
             insert = self.messages.insert_ordered([p.message for p in pending])
@@ -242,6 +251,8 @@ class MessageService:
                 top = (await self.messages.top_seqs([conv_id])).get(conv_id, 0)
                 self._next_seq[conv_id] = top + 1
                 pending = [failed, *rest]
+            if renumbered is not None:
+                renumbered.add(conv_id)
             for item in pending:  # renumber the conversation's remaining messages, order kept
                 if item.draft.conversation_id == conv_id:
                     item.message = attrs.evolve(item.message, seq=self._take_seq(conv_id))
@@ -270,15 +281,20 @@ class MessageService:
         self.events.publish(SendRejected(draft.origin, reason, draft.client_message_id))
 
 
-def _facts(accepted: list[_Pending], convs: dict[ObjectId, Conversation]) -> tuple[dict[ObjectId, int],
-                                                                                  dict[ObjectId, datetime]]:
-    """Messages per conversation in this batch, and the earliest agent message of each conversation
-    that has none recorded yet."""
+def _facts(accepted: list[_Pending], convs: dict[ObjectId, Conversation]) -> tuple[
+        dict[ObjectId, int], dict[ObjectId, datetime], dict[ObjectId, Latest]]:
+    """Messages per conversation in this batch, the earliest agent message of each conversation
+    that has none recorded yet, and each conversation's newest message and newest seq per side."""
     counts: dict[ObjectId, int] = {}
     first_agent: dict[ObjectId, datetime] = {}
-    for item in accepted:
+    latest: dict[ObjectId, Latest] = {}
+    for item in accepted:  # in seq order within each conversation
         conv_id, message = item.draft.conversation_id, item.message
         counts[conv_id] = counts.get(conv_id, 0) + 1
         if message.sender_role is Role.AGENT and convs[conv_id].first_agent_message_at is None:
             first_agent[conv_id] = min(first_agent.get(conv_id, message.created_at), message.created_at)
-    return counts, first_agent
+        before = latest.get(conv_id, Latest(message))
+        side = ({"candidate_seq": message.seq} if side_of(message.sender_role) is Role.CANDIDATE
+                else {"staff_seq": message.seq})
+        latest[conv_id] = attrs.evolve(before, message=message, **side)
+    return counts, first_agent, latest

@@ -6,7 +6,7 @@ import enum
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from attrs import field, frozen
+from attrs import evolve, field, frozen
 from bson import ObjectId
 
 
@@ -71,6 +71,20 @@ class Assignment:
 
 
 @frozen
+class LastMessage:
+    """The newest message of a conversation, as list items show it (CONTRACT.md C.6): kept on the
+    conversation by the message writer, so a list never reads messages."""
+
+    seq: int
+    sender_role: Role
+    content: str  # the first LAST_MESSAGE_CHARS characters
+    created_at: datetime
+
+
+LAST_MESSAGE_CHARS = 200
+
+
+@frozen
 class Conversation:
     id: ObjectId
     candidate_id: ObjectId
@@ -92,6 +106,14 @@ class Conversation:
     first_assigned_at: datetime | None = None
     first_agent_message_at: datetime | None = None
     message_count: int = 0
+    # Read receipts (README "Signals"), written by the message writer with the facts above: the top
+    # seq, the newest message, and the seq of the newest message from each side (the candidate; staff).
+    # Everything after a side's own last message is from the other side, which makes ``unread`` exact
+    # without counting messages (see ``unread``).
+    last_seq: int = 0
+    last_message: LastMessage | None = None
+    last_candidate_seq: int = 0
+    last_staff_seq: int = 0
 
     @classmethod
     def new(cls, *, candidate_id: ObjectId, supervisor_id: ObjectId, created_at: datetime | None = None) -> Conversation:
@@ -104,6 +126,58 @@ class Message:
     id: ObjectId
     conversation_id: ObjectId
     seq: int
+    sender_id: ObjectId
+    sender_role: Role
+    content: str
+    created_at: datetime = field(factory=utcnow)
+    client_message_id: str | None = None
+
+
+def side_of(role: Role) -> Role:
+    """Which side of a conversation a role speaks for: the candidate, or staff (as ``Role.AGENT``)."""
+    return Role.CANDIDATE if role is Role.CANDIDATE else Role.AGENT
+
+
+def with_message(conv: Conversation, message: Message) -> Conversation:
+    """``conv`` as the writer leaves it once ``message`` is stored (the inbox's cached copies follow
+    messages without reading the conversation again)."""
+    if message.seq <= conv.last_seq:
+        return conv
+    side_field = "last_candidate_seq" if side_of(message.sender_role) is Role.CANDIDATE else "last_staff_seq"
+    return evolve(conv, last_seq=message.seq, **{side_field: message.seq},
+                  last_message=LastMessage(message.seq, message.sender_role, message.content[:LAST_MESSAGE_CHARS],
+                                           message.created_at))
+
+
+def unread(conv: Conversation, viewer: User, watermark: int) -> int:
+    """Messages from the other side that ``viewer`` has not read: those after both its read watermark
+    and its own side's last message (answering counts as having read what came before). Every message
+    after a side's last message is from the other side, so this counts exactly those, without reading
+    a message. Staff (agents, supervisors, admins) are one side: an agent's reply clears the badge of
+    the supervisor watching too, and a newly assigned agent sees what the candidate wrote since staff
+    last answered."""
+    own = conv.last_candidate_seq if side_of(viewer.role) is Role.CANDIDATE else conv.last_staff_seq
+    return max(0, conv.last_seq - max(watermark, own))
+
+
+@frozen
+class ReadMark:
+    """A participant's read watermark in one conversation: it has read every message up to ``seq``."""
+
+    conversation_id: ObjectId
+    user_id: ObjectId
+    role: Role
+    seq: int
+    at: datetime = field(factory=utcnow)
+
+
+@frozen
+class Note:
+    """A private staff note (CONTRACT.md C.7): its own collection and ids, never a message seq, so no
+    path that serves messages can ever return one."""
+
+    id: ObjectId
+    conversation_id: ObjectId
     sender_id: ObjectId
     sender_role: Role
     content: str

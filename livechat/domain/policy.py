@@ -43,6 +43,9 @@ class Action(enum.Enum):
     SET_PRESENCE = "set presence"
     WATCH = "watch"
     UNWATCH = "unwatch"
+    TYPING = "typing"
+    MARK_READ = "mark read"
+    SEND_NOTE = "send a note"
 
 
 class Relation(enum.Enum):
@@ -98,6 +101,13 @@ RULES: dict[Action, Rule] = {
     Action.WATCH: Rule(frozenset({ADMIN, SUPERVISOR}), IN_CHARGE,
                        FORBIDDEN_FOR_ROLE, NOT_ALLOWED, unknown_is_forbidden=True),
     Action.UNWATCH: Rule(frozenset({ADMIN, SUPERVISOR}), role_error=FORBIDDEN_FOR_ROLE),
+    # The chat's two parties type; watchers are invisible, so they never do. No relation is listed:
+    # TYPING reads no database, being in the room (joined, so once authorized) is the check.
+    Action.TYPING: Rule(frozenset({CANDIDATE, AGENT}), role_error=FORBIDDEN_FOR_ROLE),
+    # Everyone in the room reads: the parties (joined) and the staff in charge (watching).
+    Action.MARK_READ: Rule(ANYONE, EVERY_PARTY, FORBIDDEN_FOR_ROLE, NOT_ALLOWED, unknown_is_forbidden=True),
+    Action.SEND_NOTE: Rule(STAFF, IN_CHARGE | {Relation.ASSIGNED_AGENT}, FORBIDDEN_FOR_ROLE, NOT_ALLOWED,
+                           unknown_is_forbidden=True),
 }
 
 

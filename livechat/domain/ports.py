@@ -13,8 +13,8 @@ from attrs import frozen
 from bson import ObjectId
 
 from livechat.domain.events import DomainEvent
-from livechat.domain.models import (AgentPresence, Conversation, ConversationStatus, GroupBy, Message, Presence, Role,
-                                    Routing, SummaryRow, SupervisorStats, User)
+from livechat.domain.models import (AgentPresence, Conversation, ConversationStatus, GroupBy, Message, Note, Presence,
+                                    ReadMark, Role, Routing, SummaryRow, SupervisorStats, User)
 
 T = TypeVar("T")
 
@@ -26,6 +26,16 @@ class UserRepo(Protocol):
     async def list_by_role(self, role: Role, *, supervisor_id: ObjectId | None = None,
                            after: ObjectId | None = None, limit: int = 100) -> list[User]: ...
     async def names(self, user_ids: list[ObjectId]) -> dict[ObjectId, str]: ...
+
+
+@frozen
+class Latest:
+    """What one writer batch changes of a conversation's read-receipt facts: its newest message, and
+    the newest seq from each side (0: none in the batch)."""
+
+    message: Message
+    candidate_seq: int = 0
+    staff_seq: int = 0
 
 
 class ConversationRepo(Protocol):
@@ -46,8 +56,9 @@ class ConversationRepo(Protocol):
     async def list(self, *, scope: dict[str, ObjectId], status: ConversationStatus | None,
                    before: ObjectId | None, limit: int) -> list[Conversation]: ...
     async def supervisor_stats(self) -> list[SupervisorStats]: ...
-    async def record_messages(self, counts: dict[ObjectId, int],
-                              first_agent_message: dict[ObjectId, datetime]) -> None: ...
+    async def record_messages(self, counts: dict[ObjectId, int], first_agent_message: dict[ObjectId, datetime],
+                              latest: dict[ObjectId, Latest] | None = None) -> None: ...
+    async def refresh_latest(self, conv_ids: list[ObjectId]) -> None: ...
     async def summary(self, start: datetime, end: datetime, group_by: GroupBy,
                       supervisor_id: ObjectId | None) -> list[SummaryRow]: ...
     async def backfill_facts(self) -> int: ...
@@ -82,6 +93,18 @@ class MessageRepo(Protocol):
     async def page(self, conv_id: ObjectId, *, after_seq: int = 0, limit: int | None = None) -> list[Message]: ...
 
 
+class ReadRepo(Protocol):
+    async def advance(self, mark: ReadMark) -> bool: ...
+    async def of_user(self, user_id: ObjectId, conv_ids: list[ObjectId]) -> dict[ObjectId, int]: ...
+    async def of_conversation(self, conv_id: ObjectId, user_ids: list[ObjectId]) -> dict[ObjectId, int]: ...
+
+
+class NoteRepo(Protocol):
+    async def insert(self, note: Note) -> Note | None: ...
+    async def by_client_id(self, conv_id: ObjectId, sender_id: ObjectId, client_message_id: str) -> Note | None: ...
+    async def of_conversation(self, conv_id: ObjectId) -> list[Note]: ...
+
+
 class WriteSerializer(Protocol):
     """Orders state changes with the message writer (domain/messages.py)."""
 
@@ -105,7 +128,7 @@ class Change:
 
     position: Any  # the resume token
     wall_time: datetime | None = None
-    document: Message | Conversation | AgentPresence | Routing | None = None
+    document: Message | Conversation | AgentPresence | Routing | ReadMark | Note | None = None
 
 
 class HistoryLost(Exception):

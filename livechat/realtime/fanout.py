@@ -18,8 +18,8 @@ from bson import ObjectId
 
 from livechat.domain import policy
 from livechat.domain.events import (ConversationChanged, ConversationClosed, DomainEvent, MemberEvicted, MessageStored,
-                                    PresenceChanged, SendRejected)
-from livechat.domain.models import Conversation, ConversationStatus, Message
+                                    NoteStored, PresenceChanged, ReadAdvanced, SendRejected)
+from livechat.domain.models import Conversation, ConversationStatus, Message, Note, ReadMark, Role, User
 from livechat.domain.policy import Action
 from livechat.domain.ports import ConversationRepo, MessageRepo
 from livechat.errors import DomainError
@@ -33,6 +33,10 @@ GAP_WAIT = 0.25  # seconds a message waits for an earlier one from the feed befo
 RETRY_MAX = 5.0
 FILL_PAGE = 500
 VERSIONS_KEPT = 10_000  # conversations whose newest version is remembered (older copies are dropped)
+
+
+def is_staff(user: User) -> bool:
+    return user.role is not Role.CANDIDATE
 
 
 class Fanout:
@@ -66,10 +70,23 @@ class Fanout:
                 self.inbox.conversation_changed(conv)
             case PresenceChanged():
                 self.inbox.presence_changed(event)
+            case ReadAdvanced(mark=mark, origin=origin):
+                self._read(mark, exclude=origin)
+            case NoteStored(note=note, origin=origin, fresh=fresh):
+                if origin is not None:
+                    origin.send(protocol.note_sent(note))
+                if fresh:
+                    self._to_staff(note.conversation_id, protocol.new_note(note), exclude=origin)
 
     # --- from other processes (the change feed) -----------------------------------------------
 
-    def apply_remote(self, change: Message | Conversation) -> None:
+    def apply_remote(self, change: Message | Conversation | ReadMark | Note) -> None:
+        if isinstance(change, ReadMark):
+            self._read(change)
+            return
+        if isinstance(change, Note):
+            self._to_staff(change.conversation_id, protocol.new_note(change))
+            return
         if isinstance(change, Message):
             self._deliver(change)
             self.inbox.message_stored(change)
@@ -131,6 +148,34 @@ class Fanout:
         for conn in list(self._hub.members(conv.id)):
             if not policy.can(conn.user, Action.WATCH if conv.id in conn.watching else Action.JOIN, conv):
                 self._hub.leave(conv.id, conn)
+
+    # --- signals (README "Signals"): not part of the seq stream, sent as they come ----------------
+
+    def typing(self, room: ObjectId, origin: Connection) -> None:
+        """This process's other sockets of the room (typing is never stored, so it crosses no process)."""
+        frame = protocol.typing(room, origin.user)
+        for conn in list(self._hub.members(room)):
+            if conn is not origin:
+                conn.send(frame)
+
+    def _read(self, mark: ReadMark, exclude: Connection | None = None) -> None:
+        """The room's other sockets; a watcher's read goes to staff only (a watcher is invisible to
+        the candidate). The reader's inbox learns its new watermark."""
+        self.inbox.read_advanced(mark)
+        frame = protocol.read(mark)
+        if mark.role in (Role.ADMIN, Role.SUPERVISOR):
+            self._to_staff(mark.conversation_id, frame, exclude=exclude)
+            return
+        for conn in list(self._hub.members(mark.conversation_id)):
+            if conn is not exclude:
+                conn.send(frame)
+
+    def _to_staff(self, room: ObjectId, frame: str, exclude: Connection | None = None) -> None:
+        """The room's staff sockets — the only way a note leaves this process's fanout: a candidate's
+        socket is skipped here, whatever else is in the room."""
+        for conn in list(self._hub.members(room)):
+            if conn is not exclude and is_staff(conn.user):
+                conn.send(frame)
 
     # --- filling gaps from the database ----------------------------------------------------------
 

@@ -16,12 +16,13 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 from bson import ObjectId
 
 from livechat.domain import policy
 from livechat.domain.events import PresenceChanged
-from livechat.domain.models import Conversation, ConversationStatus, Message, Role
-from livechat.domain.ports import ConversationRepo, UserRepo
+from livechat.domain.models import Conversation, ConversationStatus, Message, ReadMark, Role, unread, with_message
+from livechat.domain.ports import ConversationRepo, ReadRepo, UserRepo
 from livechat.errors import DomainError
 from livechat.realtime import protocol
 from livechat.realtime.hub import Connection
@@ -47,10 +48,14 @@ class LRU(collections.OrderedDict):
 
 
 class Inbox:
-    def __init__(self, conversations: ConversationRepo, users: UserRepo,
+    def __init__(self, conversations: ConversationRepo, users: UserRepo, reads: ReadRepo,
                  is_auto: Callable[[ObjectId], bool] = lambda supervisor_id: False) -> None:
         self._conversations = conversations
         self._users = users
+        self._reads = reads
+        # (conversation, user) → read watermark, so a message's update costs no read per viewer; kept
+        # current by ``read_advanced`` (this process's marks and, through the feed, everyone else's).
+        self._marks: LRU = LRU(CACHE_SIZE)
         self._is_auto = is_auto
         self._admins: set[Connection] = set()
         self._by_user: dict[ObjectId, set[Connection]] = {}
@@ -125,6 +130,10 @@ class Inbox:
     # --- what happened ------------------------------------------------------------------------------
 
     def conversation_changed(self, conv: Conversation) -> None:
+        cached = self._convs.get(conv.id)
+        if cached is not None and cached.last_seq > conv.last_seq:  # a message came after this copy was read
+            conv = attrs.evolve(conv, last_seq=cached.last_seq, last_message=cached.last_message,
+                                last_candidate_seq=cached.last_candidate_seq, last_staff_seq=cached.last_staff_seq)
         self._convs.put(conv.id, conv)
         self._enqueue(("changed", conv))
         if conv.supervisor_id in self._waiting or self._is_auto(conv.supervisor_id):
@@ -133,6 +142,15 @@ class Inbox:
     def message_stored(self, message: Message) -> None:
         if self._admins or self._by_user:
             self._enqueue(("message", message))
+
+    def read_advanced(self, mark: ReadMark) -> None:
+        """Remember the new watermark; the reader's own inbox sockets (its other tabs) get the item
+        with the new ``unread``."""
+        key = (mark.conversation_id, mark.user_id)
+        if self._marks.get(key, -1) < mark.seq:
+            self._marks.put(key, mark.seq)
+        if mark.user_id in self._by_user or self._admins:
+            self._enqueue(("read", mark))
 
     def presence_changed(self, event: PresenceChanged) -> None:
         frame = protocol.presence(event.agent_id, event.status, event.since)
@@ -153,13 +171,16 @@ class Inbox:
                 if kind == "changed":
                     await self._push(payload, None)
                 elif kind == "message":
-                    conv = self._convs.get(payload.conversation_id)
+                    conv = await self._cached(payload.conversation_id)
                     if conv is None:
-                        conv = await self._conversations.get(payload.conversation_id)
-                        if conv is None:
-                            continue
-                        self._convs.put(conv.id, conv)
+                        continue
+                    conv = with_message(conv, payload)
+                    self._convs.put(conv.id, conv)
                     await self._push(conv, payload)
+                elif kind == "read":
+                    conv = await self._cached(payload.conversation_id)
+                    if conv is not None:
+                        await self._push(conv, None, only=payload.user_id)
                 elif kind == "recount":
                     await self._announce_positions(payload)
             except DomainError as exc:
@@ -167,9 +188,29 @@ class Inbox:
             except Exception:
                 log.exception("inbox update failed")
 
-    async def _push(self, conv: Conversation, message: Message | None) -> None:
+    async def _cached(self, conv_id: ObjectId) -> Conversation | None:
+        conv = self._convs.get(conv_id)
+        if conv is None:
+            conv = await self._conversations.get(conv_id)
+            if conv is not None:
+                self._convs.put(conv.id, conv)
+        return conv
+
+    async def _watermarks(self, conv: Conversation, user_ids: set[ObjectId]) -> dict[ObjectId, int]:
+        missing = [u for u in user_ids if (conv.id, u) not in self._marks]
+        if missing:
+            found = await self._reads.of_conversation(conv.id, missing)
+            for user_id in missing:
+                self._marks.put((conv.id, user_id), max(found.get(user_id, 0), self._marks.get((conv.id, user_id), 0)))
+        return {u: self._marks.get((conv.id, u), 0) for u in user_ids}
+
+    async def _push(self, conv: Conversation, message: Message | None, only: ObjectId | None = None) -> None:
+        """Each viewer gets the item with its own ``unread``; ``only``: just that user's sockets."""
         audience = self._audience(conv)
-        removed = [c for c, shown in self._shown.items() if conv.id in shown and not policy.visible(c.user, conv)]
+        if only is not None:
+            audience = {c for c in audience if c.user.id == only}
+        removed = [c for c, shown in self._shown.items() if conv.id in shown and not policy.visible(c.user, conv)
+                   and (only is None or c.user.id == only)]
         if not audience and not removed:
             return
         for conn in removed:
@@ -178,11 +219,16 @@ class Inbox:
         viewers = [c for c in audience if policy.visible(c.user, conv)]
         if not viewers:
             return
-        frame = protocol.conversation_updated(conv, await self._names_of(conv), message)
+        names = await self._names_of(conv)
+        marks = await self._watermarks(conv, {c.user.id for c in viewers})
+        frames: dict[ObjectId, str] = {}
         for conn in viewers:
+            if conn.user.id not in frames:
+                frames[conn.user.id] = protocol.conversation_updated(conv, names, unread(conv, conn.user,
+                                                                                         marks[conn.user.id]))
             if conn in self._shown:
                 self._shown[conn].add(conv.id)
-            self._send(conn, frame)
+            self._send(conn, frames[conn.user.id])
             self.follow_queue(conn, conv)
 
     async def _names_of(self, conv: Conversation) -> dict[ObjectId, str]:

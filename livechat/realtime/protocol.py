@@ -13,8 +13,8 @@ from attrs import field, frozen
 from bson import ObjectId
 
 from livechat.domain.messages import MAX_CONTENT_CHARS, MAX_SEQ
-from livechat.domain.models import Conversation, Message, Presence
-from livechat.serialization import conversation_item, iso, message_view
+from livechat.domain.models import Conversation, Message, Note, Presence, ReadMark, User
+from livechat.serialization import conversation_item, iso, message_view, note_view
 
 # client → server
 JOIN_CONVERSATION = "JOIN_CONVERSATION"
@@ -25,6 +25,9 @@ SUBSCRIBE_INBOX = "SUBSCRIBE_INBOX"
 SET_PRESENCE = "SET_PRESENCE"
 WATCH_CONVERSATION = "WATCH_CONVERSATION"
 UNWATCH_CONVERSATION = "UNWATCH_CONVERSATION"
+TYPING = "TYPING"  # also server → client, the same name (CONTRACT.md C.5)
+MARK_READ = "MARK_READ"
+SEND_NOTE = "SEND_NOTE"
 # server → client
 JOINED_CONVERSATION = "JOINED_CONVERSATION"
 LEFT_CONVERSATION = "LEFT_CONVERSATION"
@@ -38,6 +41,9 @@ PRESENCE = "PRESENCE"
 QUEUE_POSITION = "QUEUE_POSITION"
 WATCHING_CONVERSATION = "WATCHING_CONVERSATION"
 UNWATCHED_CONVERSATION = "UNWATCHED_CONVERSATION"
+READ = "READ"
+NOTE_SENT = "NOTE_SENT"
+NEW_NOTE = "NEW_NOTE"
 ERROR = "ERROR"
 
 UNAUTHORIZED = "Unauthorized or invalid token"
@@ -55,6 +61,7 @@ CLOSE_INTERNAL = 1011
 CLOSE_TRY_LATER = 1013  # a slow consumer, or the server could not check the token (database down)
 
 MAX_CLIENT_MESSAGE_ID = 64
+TYPING_INTERVAL = 2.0  # seconds: at most one TYPING forwarded per socket in this long (C.5)
 
 
 # --- outbound frames: built here and nowhere else ---------------------------------------------
@@ -101,8 +108,8 @@ def inbox_subscribed(items: list[dict[str, Any]]) -> str:
     return encode(INBOX_SUBSCRIBED, {"conversations": items})
 
 
-def conversation_updated(conv: Conversation, names: dict[ObjectId, str], last_message: Message | None = None) -> str:
-    return encode(CONVERSATION_UPDATED, {"conversation": conversation_item(conv, names, last_message)})
+def conversation_updated(conv: Conversation, names: dict[ObjectId, str], unread: int = 0) -> str:
+    return encode(CONVERSATION_UPDATED, {"conversation": conversation_item(conv, names, unread)})
 
 
 def conversation_removed(conversation_id: ObjectId) -> str:
@@ -124,6 +131,26 @@ def watching(conv: Conversation, last_seq: int) -> str:
 
 def unwatched(conversation_id: ObjectId) -> str:
     return encode(UNWATCHED_CONVERSATION, {"conversationId": str(conversation_id)})
+
+
+def typing(conversation_id: ObjectId, user: User) -> str:
+    return encode(TYPING, {"conversationId": str(conversation_id), "userId": str(user.id), "role": user.role.value})
+
+
+def read(mark: ReadMark) -> str:
+    return encode(READ, {"conversationId": str(mark.conversation_id), "userId": str(mark.user_id),
+                         "role": mark.role.value, "seq": mark.seq})
+
+
+def note_sent(note: Note) -> str:
+    """Like ``MESSAGE_SENT``: which send it answers, and the stored note's id and time."""
+    return encode(NOTE_SENT, {"conversationId": str(note.conversation_id), "clientMessageId": note.client_message_id,
+                              "noteId": str(note.id), "createdAt": iso(note.created_at)})
+
+
+def new_note(note: Note) -> str:
+    """Staff sockets only: ``realtime/fanout.py`` sends it through ``Fanout._to_staff`` and nowhere else."""
+    return encode(NEW_NOTE, note_view(note))
 
 
 # --- inbound frames -----------------------------------------------------------------------------
@@ -191,4 +218,17 @@ class SetPresence:
 class Send:
     conversation_id: ObjectId
     content: str = field(validator=_content)  # stored verbatim; only its trimmed length is checked
+    client_message_id: str | None = field(default=None, validator=_client_message_id)
+
+
+@frozen
+class MarkRead:
+    conversation_id: ObjectId
+    seq: int = field(validator=_seq_in_range)  # above the stored top: checked by the service
+
+
+@frozen
+class SendNote:
+    conversation_id: ObjectId
+    content: str = field(validator=_content)  # stored verbatim, like a message
     client_message_id: str | None = field(default=None, validator=_client_message_id)

@@ -14,10 +14,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
+from bson import ObjectId
 
 from livechat.domain import policy
 from livechat.domain.messages import Draft
-from livechat.domain.models import ConversationStatus, User
+from livechat.domain.models import ConversationStatus, User, unread
 from livechat.domain.policy import Action
 from livechat.errors import ALREADY_CLOSED, DomainError, Forbidden, InvalidInput, Unauthenticated
 from livechat.keys import request_id_key, services_key, settings_key
@@ -136,7 +137,11 @@ class Session:
             protocol.SET_PRESENCE: self.set_presence,
             protocol.WATCH_CONVERSATION: self.watch,
             protocol.UNWATCH_CONVERSATION: self.unwatch,
+            protocol.TYPING: self.typing,
+            protocol.MARK_READ: self.mark_read,
+            protocol.SEND_NOTE: self.send_note,
         }
+        self.typing_forwarded_at = float("-inf")  # monotonic time of the last TYPING forwarded
 
     def error(self, message: str, client_message_id: str | None = None) -> None:
         self.conn.send(protocol.error(message, client_message_id))
@@ -227,10 +232,12 @@ class Session:
             page = await self.services.conversations.list(self.user, status=None, before=None,
                                                           limit=INBOX_FIRST_PAGE)
             names = await self.services.conversations.names(page)
+            marks = await self.services.signals.watermarks(self.user, page)
         except BaseException:
             inbox.unsubscribe(self.conn)
             raise
-        self.conn.send(protocol.inbox_subscribed([conversation_item(c, names) for c in page]))
+        self.conn.send(protocol.inbox_subscribed([conversation_item(c, names, unread(c, self.user, marks.get(c.id, 0)))
+                                                  for c in page]))
         for agent_id, status, since in self.services.presence.visible_to(self.user):
             self.conn.send(protocol.presence(agent_id, status, since))
         inbox.ready(self.conn, page)
@@ -276,3 +283,44 @@ class Session:
         if req.conversation_id in self.conn.watching:
             self.services.hub.leave(req.conversation_id, self.conn)
         self.conn.send(protocol.unwatched(req.conversation_id))
+
+    def in_room(self, conversation_id: ObjectId) -> None:
+        """Joined (or watching): the room's signals are for its members only."""
+        if conversation_id not in self.conn.rooms:
+            if conversation_id in self.conn.closed_rooms:
+                raise InvalidInput(ALREADY_CLOSED)
+            raise InvalidInput(protocol.NOT_JOINED)
+
+    async def typing(self, data: dict[str, Any]) -> None:
+        """Forward to the room's other sockets, at most once per ``TYPING_INTERVAL`` per socket; the
+        rest are dropped without a word (a keystroke stream is no flood). No database is touched:
+        being in the room was authorized when the socket joined."""
+        policy.ensure_role(self.user, Action.TYPING)
+        req = parse(data, protocol.ConversationRef)
+        self.in_room(req.conversation_id)
+        now = time.monotonic()
+        if now - self.typing_forwarded_at < protocol.TYPING_INTERVAL:
+            return
+        self.typing_forwarded_at = now
+        self.services.fanout.typing(req.conversation_id, self.conn)
+
+    async def mark_read(self, data: dict[str, Any]) -> None:
+        """No answer of its own: the room's others get ``READ`` (when the watermark moved)."""
+        policy.ensure_role(self.user, Action.MARK_READ)
+        req = parse(data, protocol.MarkRead)
+        conv = await self.services.signals.load_for(self.user, Action.MARK_READ, req.conversation_id)
+        self.in_room(conv.id)
+        await self.services.signals.mark_read(self.user, conv, req.seq, origin=self.conn)
+
+    async def send_note(self, data: dict[str, Any]) -> None:
+        client_id = data.get("clientMessageId")
+        client_id = client_id if protocol.is_client_message_id(client_id) else None  # errors repeat a valid one
+        try:
+            policy.ensure_role(self.user, Action.SEND_NOTE)
+            req = parse(data, protocol.SendNote)
+            conv = await self.services.signals.load_for(self.user, Action.SEND_NOTE, req.conversation_id)
+            self.in_room(conv.id)
+            await self.services.signals.send_note(self.user, conv, req.content, req.client_message_id,
+                                                  origin=self.conn)
+        except DomainError as exc:
+            self.error(exc.message, client_id)

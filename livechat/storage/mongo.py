@@ -27,10 +27,10 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 from cattrs.preconf.bson import make_converter
 
 from livechat.config import DatabaseSettings, Driver
-from livechat.domain.models import (ACTIVE_STATUSES, AgentPresence, Assignment, Conversation, ConversationStatus,
-                                    Distribution, GroupBy, Message, Presence, Role, Routing, SummaryRow, SupervisorStats,
-                                    User)
-from livechat.domain.ports import Change, DuplicateOf, HistoryLost
+from livechat.domain.models import (ACTIVE_STATUSES, LAST_MESSAGE_CHARS, AgentPresence, Assignment, Conversation,
+                                    ConversationStatus, Distribution, GroupBy, LastMessage, Message, Note, Presence,
+                                    ReadMark, Role, Routing, SummaryRow, SupervisorStats, User, side_of)
+from livechat.domain.ports import Change, DuplicateOf, HistoryLost, Latest
 from livechat.errors import Conflict, Unavailable
 from livechat.naming import camel
 
@@ -49,7 +49,7 @@ _KEYS = {AgentPresence: "agent_id", Routing: "supervisor_id"}  # the field that 
 
 def _make_document_converter():
     conv = make_converter()
-    for cls in (User, Assignment, Conversation, Message, AgentPresence, Routing):
+    for cls in (User, Assignment, LastMessage, Conversation, Message, AgentPresence, Routing, ReadMark, Note):
         key = _KEYS.get(cls, "id")
         renames = {
             f.name: override(rename="_id" if f.name == key else camel(f.name))
@@ -360,29 +360,52 @@ class MongoConversationRepo:
     # --- analytics facts (README "Analytics") --------------------------------------------------
 
     @translate_errors
-    async def record_messages(self, counts: dict[ObjectId, int],
-                              first_agent_message: dict[ObjectId, datetime]) -> None:
+    async def record_messages(self, counts: dict[ObjectId, int], first_agent_message: dict[ObjectId, datetime],
+                              latest: dict[ObjectId, Latest] | None = None) -> None:
         """One message-writer batch in one round trip: ``counts`` more messages per conversation
-        (negative: a correction) and, for conversations whose first agent message may be in the
-        batch, that message's time (the earliest wins, in whatever order writes land).
-        Conversations with the same count and no agent message share one ``update_many``."""
+        (negative: a correction), for conversations whose first agent message may be in the batch
+        that message's time (the earliest wins, in whatever order writes land), and the newest
+        message and per-side seqs (the highest seq wins, so two writers cannot move them back).
+        Conversations with only a count to add share one ``update_many``."""
+        latest = latest or {}
         ops: list[Any] = []
         same_count: dict[int, list[ObjectId]] = {}
         for conv_id, count in counts.items():
-            at = first_agent_message.get(conv_id)
-            if at is None:
+            at, newest = first_agent_message.get(conv_id), latest.get(conv_id)
+            if at is None and newest is None:
                 same_count.setdefault(count, []).append(conv_id)
                 continue
-            # An update pipeline, because the aggregation ``$min`` (unlike the update operator)
-            # ignores a missing or null operand: both facts in one operation.
-            ops.append(pymongo.UpdateOne({"_id": conv_id}, [{"$set": {
-                "messageCount": {"$add": [{"$ifNull": ["$messageCount", 0]}, count]},
-                "firstAgentMessageAt": {"$min": ["$firstAgentMessageAt", at]},
-            }}]))
+            # An update pipeline, because the aggregation ``$min``/``$max`` (unlike the update
+            # operators) ignore a missing or null operand, and ``$cond`` can keep the newer message:
+            # every fact in one operation. Each expression sees the document as it was before it.
+            fields: dict[str, Any] = {"messageCount": {"$add": [{"$ifNull": ["$messageCount", 0]}, count]}}
+            if at is not None:
+                fields["firstAgentMessageAt"] = {"$min": ["$firstAgentMessageAt", at]}
+            if newest is not None:
+                fields.update(_latest_fields(newest))
+            ops.append(pymongo.UpdateOne({"_id": conv_id}, [{"$set": fields}]))
         ops += [pymongo.UpdateMany({"_id": {"$in": ids}}, {"$inc": {"messageCount": count}})
                 for count, ids in same_count.items()]
         if ops:
             await self._c.bulk_write(ops, ordered=False)
+
+    @translate_errors
+    async def refresh_latest(self, conv_ids: list[ObjectId]) -> None:
+        """Set the read-receipt facts from the stored messages (after a resend renumbered a batch,
+        whose facts had gone out with the seqs planned before): three indexed reads each."""
+        for conv_id in conv_ids:
+            newest = await self._messages.find_one({"conversationId": conv_id}, sort=[("seq", -1)])
+            if newest is None:
+                continue
+            sides = {}
+            for role, field in ((Role.CANDIDATE, "lastCandidateSeq"), (Role.AGENT, "lastStaffSeq")):
+                roles = [r.value for r in Role if side_of(r) is role]
+                doc = await self._messages.find_one({"conversationId": conv_id, "senderRole": {"$in": roles}},
+                                                    {"seq": 1}, sort=[("seq", -1)])
+                sides[field] = doc["seq"] if doc else 0
+            message = from_document(newest, Message)
+            await self._c.update_one({"_id": conv_id}, {"$set": {
+                "lastSeq": message.seq, "lastMessage": to_document(_last_message(message)), **sides}})
 
     @translate_errors
     async def summary(self, start: datetime, end: datetime, group_by: GroupBy,
@@ -471,6 +494,25 @@ class MongoConversationRepo:
             total += len(ops)
 
 
+def _last_message(message: Message) -> LastMessage:
+    return LastMessage(message.seq, message.sender_role, message.content[:LAST_MESSAGE_CHARS], message.created_at)
+
+
+def _latest_fields(latest: Latest) -> dict[str, Any]:
+    """The pipeline ``$set`` of a batch's newest message: only a higher seq replaces what is stored."""
+    top = latest.message.seq
+    fields: dict[str, Any] = {
+        "lastSeq": {"$max": [{"$ifNull": ["$lastSeq", 0]}, top]},
+        "lastMessage": {"$cond": [{"$gt": [top, {"$ifNull": ["$lastSeq", 0]}]},
+                                  {"$literal": to_document(_last_message(latest.message))}, "$lastMessage"]},
+    }
+    if latest.candidate_seq:
+        fields["lastCandidateSeq"] = {"$max": [{"$ifNull": ["$lastCandidateSeq", 0]}, latest.candidate_seq]}
+    if latest.staff_seq:
+        fields["lastStaffSeq"] = {"$max": [{"$ifNull": ["$lastStaffSeq", 0]}, latest.staff_seq]}
+    return fields
+
+
 class MongoMessageRepo:
     def __init__(self, collection: Any, writer: str) -> None:
         self._c = collection
@@ -531,6 +573,85 @@ class MongoMessageRepo:
         if limit is not None:
             cursor = cursor.limit(limit)
         return [from_document(d, Message) for d in await cursor.to_list(None)]
+
+
+class MongoReadRepo:
+    """Read watermarks: one document per participant and conversation, only ever moved forward."""
+
+    def __init__(self, collection: Any, writer: str) -> None:
+        self._c = collection
+        self._writer = writer
+
+    async def ensure_indexes(self) -> None:
+        await self._c.create_index([("conversationId", 1), ("userId", 1)], unique=True, name="one_mark_per_reader")
+        await self._c.create_index([("userId", 1), ("conversationId", 1)], name="by_reader")
+
+    @translate_errors
+    async def advance(self, mark: ReadMark) -> bool:
+        """Move the watermark up to ``mark.seq``; ``False`` when it was there already (or beyond).
+        Monotonic in one write: the filter only matches a lower mark, and when none matches the
+        upsert's insert runs into the unique index instead of creating a second document."""
+        doc = to_document(mark)
+        doc.pop("_id", None)
+        doc[WRITER] = self._writer
+        key = {"conversationId": mark.conversation_id, "userId": mark.user_id}
+        try:
+            result = await self._c.update_one({**key, "seq": {"$lt": mark.seq}},
+                                              {"$set": {k: v for k, v in doc.items() if k not in key}}, upsert=True)
+        except pymongo.errors.DuplicateKeyError:
+            return False
+        return bool(result.modified_count or result.upserted_id is not None)
+
+    @translate_errors
+    async def of_user(self, user_id: ObjectId, conv_ids: list[ObjectId]) -> dict[ObjectId, int]:
+        if not conv_ids:
+            return {}
+        docs = await self._c.find({"userId": user_id, "conversationId": {"$in": conv_ids}},
+                                  {"conversationId": 1, "seq": 1}).to_list(None)
+        return {d["conversationId"]: d["seq"] for d in docs}
+
+    @translate_errors
+    async def of_conversation(self, conv_id: ObjectId, user_ids: list[ObjectId]) -> dict[ObjectId, int]:
+        docs = await self._c.find({"conversationId": conv_id, "userId": {"$in": user_ids}},
+                                  {"userId": 1, "seq": 1}).to_list(None)
+        return {d["userId"]: d["seq"] for d in docs}
+
+
+class MongoNoteRepo:
+    """Private staff notes: a collection of their own, which no message query ever reads."""
+
+    def __init__(self, collection: Any, writer: str) -> None:
+        self._c = collection
+        self._writer = writer
+
+    async def ensure_indexes(self) -> None:
+        await self._c.create_index([("conversationId", 1), ("_id", 1)], name="by_conversation")
+        await self._c.create_index([("conversationId", 1), ("senderId", 1), ("clientMessageId", 1)],
+                                   unique=True, name="client_note_unique",
+                                   partialFilterExpression={"clientMessageId": {"$type": "string"}})
+
+    @translate_errors
+    async def insert(self, note: Note) -> Note | None:
+        """The note, or ``None`` when its ``clientMessageId`` was stored before (a resend)."""
+        doc = to_document(note)
+        doc[WRITER] = self._writer
+        try:
+            await self._c.insert_one(doc)
+        except pymongo.errors.DuplicateKeyError:
+            return None
+        return note
+
+    @translate_errors
+    async def by_client_id(self, conv_id: ObjectId, sender_id: ObjectId, client_message_id: str) -> Note | None:
+        doc = await self._c.find_one({"conversationId": conv_id, "senderId": sender_id,
+                                      "clientMessageId": client_message_id})
+        return from_document(doc, Note) if doc else None
+
+    @translate_errors
+    async def of_conversation(self, conv_id: ObjectId) -> list[Note]:
+        """Oldest first (ObjectIds grow with time)."""
+        docs = await self._c.find({"conversationId": conv_id}).sort("_id", 1).to_list(None)
+        return [from_document(d, Note) for d in docs]
 
 
 class MongoRoutingRepo:
@@ -628,9 +749,10 @@ class MongoPresenceRepo:
 
 # --- the change stream (realtime/feed.py follows it) -----------------------------------------
 
-WRITER = "writer"  # message field: which process stored it
+WRITER = "writer"  # message, note and read-mark field: which process stored it
 STREAM_AWAIT_MS = 500  # a quiet stream answers this often, which keeps its position fresh
-_FOLLOWED = {"messages": Message, "conversations": Conversation, "presence": AgentPresence, "routing": Routing}
+_FOLLOWED = {"messages": Message, "conversations": Conversation, "presence": AgentPresence, "routing": Routing,
+             "reads": ReadMark, "notes": Note}
 # The message writer's analytics facts (``messageCount``, with ``firstAgentMessageAt``) change a
 # conversation with every batch but concern no socket: the stream leaves those updates out, so
 # they cost the other processes nothing.
@@ -668,6 +790,8 @@ class MongoStore:
         self.messages = MongoMessageRepo(db["messages"], self.writer)
         self.routing = MongoRoutingRepo(db["routing"])
         self.presence = MongoPresenceRepo(db["presence"], db["presence_processes"])
+        self.reads = MongoReadRepo(db["reads"], self.writer)
+        self.notes = MongoNoteRepo(db["notes"], self.writer)
 
     @contextlib.asynccontextmanager
     async def changes(self, resume_after: Any | None) -> AsyncIterator[AsyncIterator[Change]]:
@@ -702,7 +826,7 @@ class MongoStore:
                 yield Change(stream.resume_token, event.get("wallTime"), from_document(doc, cls))
 
     async def ensure_indexes(self) -> None:
-        for repo in (self.users, self.conversations, self.messages, self.routing, self.presence):
+        for repo in (self.users, self.conversations, self.messages, self.routing, self.presence, self.reads, self.notes):
             await repo.ensure_indexes()
 
     async def ping(self) -> None:

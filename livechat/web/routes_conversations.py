@@ -13,13 +13,13 @@ from bson import ObjectId
 from livechat.domain import policy
 from livechat.domain.conversations import AssignAgent, CreateConversation
 from livechat.domain.messages import MAX_SEQ
-from livechat.domain.models import ConversationStatus, Role, User
+from livechat.domain.models import ConversationStatus, Role, User, unread
 from livechat.domain.routing import RoutingUpdate
 from livechat.domain.policy import Action
 from livechat.errors import InvalidInput
 from livechat.keys import services_key
-from livechat.serialization import (assignments_view, conversation_item, conversation_view, message_view, parse_object_id,
-                                    routing_view, stats_view)
+from livechat.serialization import (assignments_view, conversation_item, conversation_view, message_view, note_view,
+                                    parse_object_id, routing_view, stats_view)
 from livechat.web.http import bearer_token, json_body, ok, parse_body
 
 routes = web.RouteTableDef()
@@ -86,7 +86,8 @@ async def list_conversations_handler(request: web.Request) -> web.Response:
     conversations = request.app[services_key].conversations
     convs = await conversations.list(user, status=status, before=query_cursor(request), limit=limit_param(request))
     names = await conversations.names(convs)
-    return ok([conversation_item(c, names) for c in convs])
+    marks = await request.app[services_key].signals.watermarks(user, convs)  # one indexed read, no messages
+    return ok([conversation_item(c, names, unread(c, user, marks.get(c.id, 0))) for c in convs])
 
 
 @routes.post("/conversations/{id:[^/]+}/assign")
@@ -111,11 +112,15 @@ async def transfer_handler(request: web.Request) -> web.Response:
 @routes.get("/conversations/{id:[^/]+}")
 async def get_conversation_handler(request: web.Request) -> web.Response:
     user = await authorized(request, Action.VIEW)
-    conversations = request.app[services_key].conversations
+    services = request.app[services_key]
+    conversations = services.conversations
     conv, messages = await conversations.get(user, path_id(request))
-    data = with_messages(conversation_item(conv, await conversations.names([conv])), messages)
-    if user.role is not Role.CANDIDATE:
+    marks = await services.signals.watermarks(user, [conv])
+    data = with_messages(conversation_item(conv, await conversations.names([conv]),
+                                           unread(conv, user, marks.get(conv.id, 0))), messages)
+    if user.role is not Role.CANDIDATE:  # staff only: the candidate's answer never holds these
         data["assignments"] = assignments_view(conv)
+        data["notes"] = [note_view(n) for n in await services.signals.notes(user, conv)]
     return ok(data)
 
 

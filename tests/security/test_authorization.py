@@ -129,8 +129,9 @@ async def test_nobody_reaches_another_partys_conversation_over_http(api: Api, te
         await expect(await api.client.post(f"/conversations/{conv}/close", headers=api.auth(user)), 403, FORBIDDEN)
     for user in (mine.candidate, mine.agent, mine.supervisor):  # the parties still see it, unchanged
         seen = await conversation_as(api, user, conv)
-        assert "assignments" in seen if user is not mine.candidate else "assignments" not in seen  # staff only
-        assert {k: v for k, v in seen.items() if k != "assignments"} == before
+        for staff_only in ("assignments", "notes"):
+            assert (staff_only in seen) is (user is not mine.candidate), (staff_only, user["role"])
+        assert {k: v for k, v in seen.items() if k not in ("assignments", "notes")} == before
 
 
 async def test_nobody_reaches_another_partys_conversation_over_websocket(api: Api, teams):
@@ -189,7 +190,7 @@ async def test_smuggled_fields_in_conversation_requests_change_nothing(api: Api)
     assert conv != forged["_id"]
     expected = {"_id": conv, "status": "open", "candidateId": cand["_id"], "supervisorId": sup["_id"],
                 "agentId": None, "createdAt": created["createdAt"], "messages": [],
-                "candidateName": cand["name"], "agentName": None}
+                "candidateName": cand["name"], "agentName": None, "lastMessage": None, "unread": 0}
     assert await conversation_as(api, cand, conv) == expected and recent(created["createdAt"])
     await expect(await api.client.get(f"/conversations/{conv}", headers=api.auth(victim)), 403)
 
@@ -197,6 +198,7 @@ async def test_smuggled_fields_in_conversation_requests_change_nothing(api: Api)
     expected["agentId"], expected["agentName"] = agent["_id"], agent["name"]
     seen = await conversation_as(api, sup, conv)
     assert [(a["agentId"], a["by"]) for a in seen.pop("assignments")] == [(agent["_id"], sup["_id"])]
+    assert seen.pop("notes") == []
     assert seen == expected
 
     resp = await api.client.post(f"/conversations/{conv}/close", json=smuggled(status="open"),
@@ -205,6 +207,7 @@ async def test_smuggled_fields_in_conversation_requests_change_nothing(api: Api)
     closed = await conversation_as(api, sup, conv)
     assert recent(closed.pop("closedAt"))
     closed.pop("assignments")
+    closed.pop("notes")
     assert closed == {**expected, "status": "closed"}
 
 
