@@ -20,24 +20,9 @@ from tests.contract import (
     NOT_ALLOWED,
     NOT_JOINED,
     SUPERVISOR_NOT_FOUND,
-    UNKNOWN_EVENT,
 )
-from tests.ws_helpers import Peer, Scene, eventually
+from tests.ws_helpers import Peer, Scene, eventually, quiet, until
 
-
-
-async def until(peer: Peer, event: str, match: Any = lambda data: True, timeout: float = 10.0) -> dict[str, Any]:
-    """Read frames until ``event`` with data matching ``match`` arrives; its data."""
-    async with asyncio.timeout(timeout):
-        while True:
-            frame = await peer.recv(timeout)
-            if frame["event"] == event and match(frame["data"]):
-                return frame["data"]
-
-
-async def quiet(peer: Peer) -> None:
-    """Nothing is waiting for this socket (any role): an unknown event is answered next."""
-    await peer.fails(UNKNOWN_EVENT, "NO_SUCH_EVENT", {})
 
 
 async def subscribed(scene: Scene, user: dict[str, Any]) -> tuple[Peer, list[dict[str, Any]]]:

@@ -7,13 +7,10 @@ import asyncio
 import time
 from typing import Any
 
-import pytest
 
 from tests.conftest import expect
-from tests.test_desk import ALREADY_CLOSED, FORBIDDEN_FOR_ROLE, INVALID, NOT_ALLOWED, quiet, until
-from tests.ws_helpers import NOT_JOINED, Peer, Scene, scene_fixture
-
-scene = pytest.fixture(scene_fixture, name="scene")
+from tests.contract import ALREADY_CLOSED, FORBIDDEN_FOR_ROLE, INVALID, NOT_ALLOWED, NOT_JOINED
+from tests.ws_helpers import Peer, Scene, quiet, until
 
 NOTE_FIELDS = {"noteId", "conversationId", "senderId", "senderRole", "content", "createdAt"}
 

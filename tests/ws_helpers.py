@@ -19,7 +19,7 @@ from bson import ObjectId
 
 from livechat.keys import services_key
 from tests.conftest import TEST_SECRET, Api, expect
-from tests.contract import HEX_ID, ISO_MS_Z
+from tests.contract import HEX_ID, ISO_MS_Z, UNKNOWN_EVENT
 
 NEW_MESSAGE_FIELDS = {"conversationId", "senderId", "senderRole", "content", "createdAt", "messageId", "seq"}
 MESSAGE_SENT_FIELDS = {"conversationId", "clientMessageId", "messageId", "seq", "createdAt"}
@@ -287,3 +287,16 @@ class Scene:
             after = page["nextAfterSeq"]
         return messages
 
+
+async def until(peer: Peer, event: str, match: Any = lambda data: True, timeout: float = 10.0) -> dict[str, Any]:
+    """Read frames until ``event`` with data matching ``match`` arrives; its data."""
+    async with asyncio.timeout(timeout):
+        while True:
+            frame = await peer.recv(timeout)
+            if frame["event"] == event and match(frame["data"]):
+                return frame["data"]
+
+
+async def quiet(peer: Peer) -> None:
+    """Nothing is waiting for this socket (any role): an unknown event is answered next."""
+    await peer.fails(UNKNOWN_EVENT, "NO_SUCH_EVENT", {})
