@@ -16,7 +16,7 @@ from livechat.domain.auth import AuthService, PasswordHasher, TokenCodec
 from livechat.domain.conversations import ConversationService
 from livechat.domain.events import EventBus
 from livechat.domain.messages import MessageService
-from livechat.domain.models import AgentPresence, Routing, utcnow
+from livechat.domain.models import AgentPresence, Routing, TokensRevoked, utcnow
 from livechat.domain.presence import PresenceService
 from livechat.domain.routing import RoutingService
 from livechat.domain.teams import TeamService
@@ -95,10 +95,15 @@ async def open_services(settings: Settings, hub: Hub | None = None, *,
             bus.subscribe(fanout.publish)
             bus.subscribe(routing.on_event)
             messages = MessageService(store.conversations, store.messages, bus, clock=clock)
+
+            def revoke(revoked: TokensRevoked) -> None:
+                hub.revoke(revoked.user_id, revoked.token_version)
+
             feed = None
             if settings.ws.fanout is FanoutMode.CHANGESTREAM:
                 feed = ChangeFeed(store, fanout, observe_message=messages.observe,
-                                  handlers={AgentPresence: presence.apply, Routing: routing.apply})
+                                  handlers={AgentPresence: presence.apply, Routing: routing.apply,
+                                            TokensRevoked: revoke})
                 await feed.start()
             sweep = min(5.0, settings.routing.requeue_after.total_seconds() / 4)
             try:
@@ -108,7 +113,7 @@ async def open_services(settings: Settings, hub: Hub | None = None, *,
                         hub=hub,
                         fanout=fanout,
                         auth=AuthService(store.users, hasher, tokens, login_throttle(settings),
-                                         open_signup=not settings.is_production),
+                                         open_signup=not settings.is_production, on_revoked=revoke),
                         conversations=ConversationService(store.conversations, store.users, store.messages,
                                                           bus, writes=messages, clock=clock),
                         teams=TeamService(store.users, store.conversations),

@@ -15,6 +15,7 @@ import aiohttp
 import pymongo
 import pytest
 
+from tests.conftest import PASSWORD
 from tests.processes import Client, Livechat, RestartableDatabase, Socket, livechat_env
 
 pytestmark = pytest.mark.slow
@@ -391,3 +392,39 @@ async def test_an_agent_only_on_a_killed_process_goes_offline(tmp_path, mongo_ur
         proc1.kill(signal.SIGKILL)
         offline = await until_event(desk, "PRESENCE", timeout=15)  # within the claim's 3 s, plus a renewal
         assert (offline["userId"], offline["status"]) == (agent["_id"], "offline")
+
+
+async def closed_unauthorized(sock: Socket, timeout: float = 1.0) -> None:
+    """ERROR ``Unauthorized or invalid token``, then a close frame with 4401, within ``timeout``."""
+    async with asyncio.timeout(timeout):
+        while True:
+            msg = await sock.ws.receive()
+            if msg.type is not aiohttp.WSMsgType.TEXT:
+                break
+            sock.frames.append(msg.json())
+    assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, 4401), msg
+    assert sock.frames[-1] == {"event": "ERROR", "data": {"message": "Unauthorized or invalid token"}}
+
+
+async def test_revocation_closes_sockets_on_every_process(tmp_path, mongo_uri):
+    """logout-all, a password change and a role change on one process close that user's sockets
+    on the other within a second (the users change stream), and its old tokens get 401 there."""
+    async with cluster(tmp_path, mongo_uri, 2) as (_, (p1, p2)):
+        admin = await p1.user("admin")
+        supervisor = await p1.user("supervisor")
+        for revoke in ("logout-all", "password", "role"):
+            user = await p1.user("candidate")
+            here, there = await p1.socket(user), await p2.socket(user)
+            for sock in (here, there):
+                await sock.emit("SUBSCRIBE_INBOX", {})
+                await sock.expect("INBOX_SUBSCRIBED")
+            if revoke == "logout-all":
+                await p1.call("POST", "/auth/logout-all", user["token"])
+            elif revoke == "password":
+                await p1.call("POST", "/auth/password", user["token"],
+                              {"currentPassword": PASSWORD, "newPassword": "a brand new password"})
+            else:
+                await p1.call("PATCH", f"/admin/users/{user['_id']}", admin["token"],
+                              {"role": "agent", "supervisorId": supervisor["_id"]})
+            await asyncio.gather(closed_unauthorized(here), closed_unauthorized(there))
+            await p2.call("GET", "/auth/me", user["token"], status=401)

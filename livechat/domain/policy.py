@@ -34,6 +34,7 @@ class Action(enum.Enum):
     TRANSFER = "transfer"
     READ_ROUTING = "read routing"
     CHANGE_ROUTING = "change routing"
+    CHANGE_ROLE = "change a user's role"
     # WebSocket
     JOIN = "join"
     SEND = "send message"
@@ -86,6 +87,7 @@ RULES: dict[Action, Rule] = {
     Action.TRANSFER: Rule(STAFF, IN_CHARGE | {Relation.ASSIGNED_AGENT}),
     Action.READ_ROUTING: Rule(frozenset({ADMIN, SUPERVISOR})),
     Action.CHANGE_ROUTING: Rule(frozenset({ADMIN, SUPERVISOR})),
+    Action.CHANGE_ROLE: Rule(frozenset({ADMIN})),
     Action.JOIN: Rule(frozenset({CANDIDATE, AGENT}), IN_THE_CHAT,
                       FORBIDDEN_FOR_ROLE, NOT_ALLOWED, unknown_is_forbidden=True),
     Action.SEND: Rule(frozenset({CANDIDATE, AGENT}), IN_THE_CHAT,

@@ -214,6 +214,14 @@ class Hub:
     def connections(self) -> Iterable[Connection]:
         return [c for sockets in self._by_user.values() for c in sockets]
 
+    def revoke(self, user_id: ObjectId, token_version: int) -> int:
+        """Close (4401) the user's sockets opened with a token older than ``token_version``; how many."""
+        closing = [c for c in self._by_user.get(user_id, ()) if c.user.token_version < token_version]
+        for conn in closing:
+            conn.send(protocol.error(protocol.UNAUTHORIZED))
+            conn.close(protocol.CLOSE_UNAUTHORIZED, "token revoked")
+        return len(closing)
+
     def members(self, room: ObjectId) -> set[Connection]:
         found = self._rooms.get(room)
         return found.members if found is not None else set()

@@ -29,7 +29,7 @@ from cattrs.preconf.bson import make_converter
 from livechat.config import DatabaseSettings, Driver
 from livechat.domain.models import (ACTIVE_STATUSES, AgentPresence, Assignment, Conversation, ConversationStatus,
                                     Distribution, GroupBy, Message, Presence, Role, Routing, SummaryRow, SupervisorStats,
-                                    User)
+                                    TokensRevoked, User)
 from livechat.domain.ports import Change, DuplicateOf, HistoryLost
 from livechat.errors import Conflict, Unavailable
 from livechat.naming import camel
@@ -140,6 +140,18 @@ class MongoUserRepo:
     async def names(self, user_ids: list[ObjectId]) -> dict[ObjectId, str]:
         docs = await self._c.find({"_id": {"$in": user_ids}}, {"name": 1}).to_list(None)
         return {d["_id"]: d["name"] for d in docs}
+
+    @translate_errors
+    async def revoke_tokens(self, user_id: ObjectId, *, password_hash: str | None = None,
+                            role: Role | None = None, supervisor_id: ObjectId | None = None) -> User | None:
+        update: dict[str, Any] = {"$inc": {"tokenVersion": 1}}
+        if password_hash is not None:
+            update["$set"] = {"passwordHash": password_hash}
+        if role is not None:
+            update["$set"] = {"role": role.value, "supervisorId": supervisor_id}
+        doc = await self._c.find_one_and_update({"_id": user_id}, update,
+                                                return_document=pymongo.ReturnDocument.AFTER)
+        return from_document(doc, User) if doc else None
 
     @translate_errors
     async def list_by_role(self, role: Role, *, supervisor_id: ObjectId | None = None,
@@ -614,10 +626,18 @@ STREAM_AWAIT_MS = 500  # a quiet stream answers this often, which keeps its posi
 _FOLLOWED = {"messages": Message, "conversations": Conversation, "presence": AgentPresence, "routing": Routing}
 # The message writer's analytics facts (``messageCount``, with ``firstAgentMessageAt``) change a
 # conversation with every batch but concern no socket: the stream leaves those updates out, so
-# they cost the other processes nothing.
-_CHANGES_PIPELINE = [{"$match": {"ns.coll": {"$in": list(_FOLLOWED)},
-                                 "operationType": {"$in": ["insert", "update", "replace"]},
-                                 "updateDescription.updatedFields.messageCount": {"$exists": False}}}]
+# they cost the other processes nothing. Of ``users`` only token revocations (an update that
+# raises ``tokenVersion``) are followed, and only the id and the version leave the database: the
+# projection drops every other field, so no password hash ever travels in the stream.
+_USERS = "users"
+_CHANGES_PIPELINE = [
+    {"$match": {"operationType": {"$in": ["insert", "update", "replace"]},
+                "$or": [{"ns.coll": {"$in": list(_FOLLOWED)},
+                         "updateDescription.updatedFields.messageCount": {"$exists": False}},
+                        {"ns.coll": _USERS, "operationType": "update",
+                         "updateDescription.updatedFields.tokenVersion": {"$exists": True}}]}},
+    {"$project": {"fullDocument.passwordHash": 0, "updateDescription": 0}},
+]
 _CANNOT_RESUME = {260, 280, 286}  # InvalidResumeToken, ChangeStreamFatalError, ChangeStreamHistoryLost
 _NEEDS_REPLICA_SET = {40573, 40324}
 
@@ -676,7 +696,12 @@ class MongoStore:
             if event is None:
                 yield Change(stream.resume_token)
                 continue
-            doc, cls = event.get("fullDocument"), _FOLLOWED.get(event["ns"]["coll"])
+            doc, coll = event.get("fullDocument"), event["ns"]["coll"]
+            if coll == _USERS and doc is not None:
+                revoked = TokensRevoked(doc["_id"], int(doc.get("tokenVersion", 0)))
+                yield Change(stream.resume_token, event.get("wallTime"), revoked)
+                continue
+            cls = _FOLLOWED.get(coll)
             if doc is None or cls is None or doc.get(WRITER) == self.writer:
                 yield Change(stream.resume_token, event.get("wallTime"))
             else:
