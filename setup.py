@@ -19,6 +19,10 @@ setup(
         "bcrypt>=5,<6",
         "attrs>=24.1",
         "cattrs>=24.1",
+        # GET /metrics: the Prometheus text format and its registry, rather than a hand-written
+        # exposition. 0.20 has everything used (per-app registries, Gauge.set_function); < 1 in
+        # case a 1.0 renames the API.
+        "prometheus-client>=0.20,<1",
     ],
     extras_require={
         # The embedded development/test database. GPL-2.0: it runs as a separate process

@@ -119,6 +119,12 @@ class RoutingSettings:
 
 
 @frozen
+class MetricsSettings:
+    # GET /metrics answers loopback clients; others need "Authorization: Bearer <token>" (empty: none may).
+    token: str = field(default="", repr=False)
+
+
+@frozen
 class Settings:
     profile: Profile = Profile.DEVELOPMENT
     server: ServerSettings = ServerSettings()
@@ -127,6 +133,7 @@ class Settings:
     http: HttpSettings = HttpSettings()
     ws: WebSocketSettings = WebSocketSettings()
     routing: RoutingSettings = RoutingSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @property
     def is_production(self) -> bool:
@@ -152,6 +159,7 @@ SECTIONS: dict[str, type] = {
     "http": HttpSettings,
     "ws": WebSocketSettings,
     "routing": RoutingSettings,
+    "metrics": MetricsSettings,
 }
 
 # The seed's variable names, kept so that existing deployments work unchanged.

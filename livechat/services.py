@@ -21,6 +21,7 @@ from livechat.domain.presence import PresenceService
 from livechat.domain.routing import RoutingService
 from livechat.domain.teams import TeamService
 from livechat.domain.throttle import LoginThrottle
+from livechat.metrics import Metrics
 from livechat.realtime.fanout import Fanout
 from livechat.realtime.feed import ChangeFeed
 from livechat.realtime.hub import Hub
@@ -79,9 +80,11 @@ async def open_services(settings: Settings, hub: Hub | None = None, *,
     if not settings.auth.jwt_secret:
         raise ConfigError("auth.jwt_secret: no JWT secret (call config.with_jwt_secret first)")
     hub = hub or Hub(settings.ws.max_sockets_per_user)
+    metrics: Metrics = hub.metrics
     hasher = PasswordHasher(settings.auth.bcrypt_rounds, settings.auth.hash_threads)
     try:
-        async with database_uri(settings) as uri, open_store(settings.database, uri) as store:
+        async with database_uri(settings) as uri, \
+                open_store(settings.database, uri, observe_db=metrics.observe_db) as store:
             backfilled = await store.conversations.backfill_facts()
             if backfilled:
                 log.info("analytics: backfilled the facts of %d earlier conversations", backfilled)
@@ -94,7 +97,8 @@ async def open_services(settings: Settings, hub: Hub | None = None, *,
             fanout = Fanout(hub, store.messages, store.conversations, inbox)
             bus.subscribe(fanout.publish)
             bus.subscribe(routing.on_event)
-            messages = MessageService(store.conversations, store.messages, bus, clock=clock)
+            messages = MessageService(store.conversations, store.messages, bus, clock=clock,
+                                      on_batch=metrics.writer_batch.observe, on_stored=metrics.messages_stored.inc)
 
             def revoke(revoked: TokensRevoked) -> None:
                 hub.revoke(revoked.user_id, revoked.token_version)
@@ -105,6 +109,7 @@ async def open_services(settings: Settings, hub: Hub | None = None, *,
                                   handlers={AgentPresence: presence.apply, Routing: routing.apply,
                                             TokensRevoked: revoke})
                 await feed.start()
+                metrics.fanout_lag.set_function(lambda: feed.lag)
             sweep = min(5.0, settings.routing.requeue_after.total_seconds() / 4)
             try:
                 async with presence.running(), routing.running(sweep), messages.running():

@@ -84,7 +84,8 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         return ws
     await ws.prepare(request)
     conn = Connection(ws, user, outbox_size=settings.outbox_size, send_timeout=settings.send_timeout,
-                      request_id=request[request_id_key], transport=request.transport)
+                      request_id=request[request_id_key], transport=request.transport,
+                      metrics=services.hub.metrics)
     if not services.hub.register(conn):
         conn.send(protocol.error(protocol.TOO_MANY_CONNECTIONS))
         conn.close(protocol.CLOSE_POLICY, "too many connections")
@@ -186,6 +187,7 @@ class Session:
         client_id = data.get("clientMessageId")
         client_id = client_id if protocol.is_client_message_id(client_id) else None  # errors repeat a valid one
         if not self.bucket.take():
+            self.services.hub.metrics.rate_limited.inc()
             self.strikes += 1
             self.error(protocol.TOO_MANY_MESSAGES, client_id)
             if self.strikes >= self.abuse_strikes:

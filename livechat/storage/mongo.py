@@ -14,6 +14,7 @@ import functools
 import inspect
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -84,25 +85,35 @@ def _is_outage(exc: pymongo.errors.PyMongoError) -> bool:
 
 
 def translate_errors(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-    """Turn a lost or slow database into ``Unavailable`` so the edge answers 503, not 500."""
+    """Turn a lost or slow database into ``Unavailable`` so the edge answers 503, not 500; time
+    the operation for the repository's ``observe_db`` (the metrics), when it has one."""
+    operation = method.__qualname__.removeprefix("Mongo")  # e.g. "UserRepo.get"
 
     @functools.wraps(method)
-    async def wrapper(*args: Any, **kwargs: Any) -> T:
+    async def wrapper(self: Any, *args: Any, **kwargs: Any) -> T:
+        started = time.perf_counter()
         try:
-            return await method(*args, **kwargs)
+            return await method(self, *args, **kwargs)
         except pymongo.errors.PyMongoError as exc:
             if _is_outage(exc):
                 log.warning("database unavailable: %s", type(exc).__name__)
                 raise Unavailable() from exc
             raise
+        finally:
+            if self.observe_db is not None:
+                self.observe_db(operation, time.perf_counter() - started)
 
     return wrapper
+
+
+class _Repo:
+    observe_db: Callable[[str, float], None] | None = None  # set by MongoStore
 
 
 # --- repositories -------------------------------------------------------------------------------
 
 
-class MongoUserRepo:
+class MongoUserRepo(_Repo):
     def __init__(self, collection: Any) -> None:
         self._c = collection
 
@@ -193,7 +204,7 @@ def _summary_match(start: datetime, end: datetime, supervisor_id: ObjectId | Non
     return match
 
 
-class MongoConversationRepo:
+class MongoConversationRepo(_Repo):
     def __init__(self, collection: Any, users: Any, messages: Any) -> None:
         self._c = collection
         self._users = users
@@ -483,7 +494,7 @@ class MongoConversationRepo:
             total += len(ops)
 
 
-class MongoMessageRepo:
+class MongoMessageRepo(_Repo):
     def __init__(self, collection: Any, writer: str) -> None:
         self._c = collection
         self._writer = writer
@@ -545,7 +556,7 @@ class MongoMessageRepo:
         return [from_document(d, Message) for d in await cursor.to_list(None)]
 
 
-class MongoRoutingRepo:
+class MongoRoutingRepo(_Repo):
     def __init__(self, collection: Any) -> None:
         self._c = collection
 
@@ -568,7 +579,7 @@ class MongoRoutingRepo:
         return [from_document(d, Routing) for d in await self._c.find({}).to_list(None)]
 
 
-class MongoPresenceRepo:
+class MongoPresenceRepo(_Repo):
     """One document per agent: its chosen status and, per process holding one of its sockets, when
     that process's claim expires (it renews them while it lives)."""
 
@@ -661,7 +672,8 @@ def _stream_error(exc: pymongo.errors.PyMongoError) -> Exception:
 class MongoStore:
     """One database: its repositories, its change stream and the health probe."""
 
-    def __init__(self, db: Any, writer: str | None = None) -> None:
+    def __init__(self, db: Any, writer: str | None = None,
+                 observe_db: Callable[[str, float], None] | None = None) -> None:
         self._db = db
         self.writer = writer or str(ObjectId())  # this process, as its message documents name it
         self.users = MongoUserRepo(db["users"])
@@ -669,6 +681,8 @@ class MongoStore:
         self.messages = MongoMessageRepo(db["messages"], self.writer)
         self.routing = MongoRoutingRepo(db["routing"])
         self.presence = MongoPresenceRepo(db["presence"])
+        for repo in (self.users, self.conversations, self.messages, self.routing, self.presence):
+            repo.observe_db = observe_db
 
     @contextlib.asynccontextmanager
     async def changes(self, resume_after: Any | None) -> AsyncIterator[AsyncIterator[Change]]:
@@ -729,8 +743,8 @@ def client_class(driver: Driver) -> Callable[..., Any]:
 
 
 @contextlib.asynccontextmanager
-async def open_store(cfg: DatabaseSettings, uri: str | None = None, *,
-                     database: str | None = None) -> AsyncIterator[MongoStore]:
+async def open_store(cfg: DatabaseSettings, uri: str | None = None, *, database: str | None = None,
+                     observe_db: Callable[[str, float], None] | None = None) -> AsyncIterator[MongoStore]:
     """Connect, check the server answers (fail fast on a wrong URI), create indexes (a no-op
     when they exist), yield the store, close the client."""
     uri = uri or cfg.uri
@@ -745,7 +759,7 @@ async def open_store(cfg: DatabaseSettings, uri: str | None = None, *,
     )
     try:
         db = client.get_database(database or cfg.name, codec_options=CodecOptions(tz_aware=True))
-        store = MongoStore(db)
+        store = MongoStore(db, observe_db=observe_db)
         await store.ping()
         await store.ensure_indexes()
         yield store
