@@ -36,6 +36,12 @@ setup(
             "hypothesis>=6",
             # Browser tests (tests/browser) drive the system Chromium; no browser download.
             "playwright>=1.45",
+            # The API documents (docs/openapi.json, docs/asyncapi.yaml): validated, answers checked
+            # against them, and the running server fuzzed from the OpenAPI one (tests/test_api_documents.py).
+            "openapi-spec-validator>=0.7",
+            "jsonschema>=4.18",
+            "pyyaml>=6",
+            "schemathesis>=4,<5",
         ],
     },
 )

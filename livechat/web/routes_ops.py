@@ -1,6 +1,7 @@
-"""GET /metrics (Prometheus text format) for operators (README "Operations").
+"""For operators and client authors (README "Operations"): GET /metrics (Prometheus text format),
+and the API as documents, GET /openapi.json and GET /asyncapi.yaml (the files in docs/, read once).
 
-Loopback clients may scrape without a token; any other client must send
+Metrics: loopback clients may scrape without a token; any other client must send
 ``Authorization: Bearer <metrics.token>`` — and with no token configured, none may (403).
 """
 
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+from functools import cache
+from pathlib import Path
 
 from aiohttp import web
 
@@ -17,6 +20,25 @@ from livechat.metrics import CONTENT_TYPE_LATEST
 from livechat.web.http import bearer_token
 
 routes = web.RouteTableDef()
+
+DOCS_DIR = Path(__file__).resolve().parent.parent.parent / "docs"
+OPENAPI = DOCS_DIR / "openapi.json"
+ASYNCAPI = DOCS_DIR / "asyncapi.yaml"
+
+
+@cache
+def document(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+@routes.get("/openapi.json")
+async def openapi_handler(request: web.Request) -> web.Response:
+    return web.Response(body=document(OPENAPI), content_type="application/json", charset="utf-8")
+
+
+@routes.get("/asyncapi.yaml")
+async def asyncapi_handler(request: web.Request) -> web.Response:
+    return web.Response(body=document(ASYNCAPI), content_type="application/yaml", charset="utf-8")
 
 
 def is_loopback(address: str | None) -> bool:
