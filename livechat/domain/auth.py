@@ -242,7 +242,7 @@ class AuthService:
 
     async def authenticate(self, token: str | None, *, deleted: DomainError | None = None) -> User:
         """The user behind a bearer token; 401 when the token is bad, and when its user is gone
-        unless ``deleted`` says otherwise (``/auth/me`` answers 404, CONTRACT.md A.4)."""
+        unless ``deleted`` says otherwise (``/auth/me`` answers 404, docs/openapi.json)."""
         if not token:
             raise Unauthenticated()
         user_id, version = self._tokens.subject(token)

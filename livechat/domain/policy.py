@@ -176,7 +176,7 @@ def listing_scope(user: User) -> dict[str, ObjectId]:
     return {field: user.id}
 
 
-# --- accounts (CONTRACT.md B.6) ---------------------------------------------------------------
+# --- accounts (README "Profiles") -------------------------------------------------------------
 
 
 def ensure_may_create_account(actor: User | None, role: Role, supervisor_id: ObjectId | None,

@@ -211,7 +211,7 @@ class MongoConversationRepo(_Repo):
         self._messages = messages  # read once, by the start-up backfill of the analytics facts
 
     async def ensure_indexes(self) -> None:
-        # One active conversation per candidate, enforced by the database (CONTRACT.md A.4).
+        # One active conversation per candidate, enforced by the database (409 on POST /conversations, docs/openapi.json).
         await self._c.create_index("candidateId", unique=True, name="one_active_per_candidate",
                                    partialFilterExpression={"status": {"$in": ACTIVE}})
         await self._c.create_index([("candidateId", 1), ("_id", -1)], name="by_candidate")
@@ -500,7 +500,7 @@ class MongoMessageRepo(_Repo):
         self._writer = writer
 
     async def ensure_indexes(self) -> None:
-        # Contiguous, unique order per conversation (CONTRACT.md B.1) and idempotent resends (B.2).
+        # Contiguous, unique order per conversation and idempotent resends (README "WebSocket").
         await self._c.create_index([("conversationId", 1), ("seq", 1)], unique=True, name="seq_unique")
         await self._c.create_index([("conversationId", 1), ("senderId", 1), ("clientMessageId", 1)],
                                    unique=True, name="client_message_unique",

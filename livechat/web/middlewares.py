@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-# Framework errors, worded as the contract says (CONTRACT.md A.1).
+# Framework errors, worded as the contract says (docs/openapi.json, info).
 HTTP_MESSAGES = {
     400: INVALID_SCHEMA,
     404: "Route not found",
