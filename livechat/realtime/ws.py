@@ -52,17 +52,20 @@ class TokenBucket:
 
 
 def origin_allowed(request: web.Request) -> bool:
-    """Browsers send Origin; other clients do not, and are allowed. Same-origin always is."""
+    """Browsers send Origin; other clients do not, and are allowed. Same-origin always is. The
+    allowed origins are ``http.allowed_origins``, or when that is empty the configured CORS
+    origins (an app allowed to call the API may open its socket; ``*`` allows any origin)."""
     origin = request.headers.get("Origin")
     if origin is None:
         return True
     settings = request.app[settings_key]
-    if origin in settings.http.allowed_origins:
+    allowed = settings.http.allowed_origins or settings.http.cors_origin
+    if origin in allowed or "*" in allowed:
         return True
     parts = urlsplit(origin)
     if parts.netloc and parts.netloc == request.host:
         return True
-    return not settings.is_production and not settings.http.allowed_origins and parts.hostname in LOOPBACK_HOSTS
+    return not settings.is_production and not allowed and parts.hostname in LOOPBACK_HOSTS
 
 
 @routes.get("/ws")
@@ -92,7 +95,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         await conn.wait_closed(settings.send_timeout)
         return ws
     session = Session(services, conn, TokenBucket(settings.rate_burst, settings.rate_per_second),
-                      settings.abuse_strikes)
+                      settings.abuse_strikes, joins=TokenBucket(settings.rate_burst, settings.rate_per_second))
     try:
         await services.presence.connected(user)
         async for msg in ws:
@@ -121,11 +124,14 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
 class Session:
     """One socket's conversation with the server: frames in, service calls, events out."""
 
-    def __init__(self, services: Services, conn: Connection, bucket: TokenBucket, abuse_strikes: int) -> None:
+    def __init__(self, services: Services, conn: Connection, bucket: TokenBucket, abuse_strikes: int, *,
+                 joins: TokenBucket | None = None) -> None:
         self.services = services
         self.conn = conn
         self.user: User = conn.user
         self.bucket = bucket
+        # JOIN_CONVERSATION reads the database each time: limited like sends, in a bucket of its own.
+        self.joins = joins or TokenBucket(int(bucket.capacity), bucket.rate)
         self.abuse_strikes = abuse_strikes
         self.strikes = 0
         self.handlers = {
@@ -157,7 +163,21 @@ class Session:
         except DomainError as exc:
             self.error(exc.message)
 
+    def throttled(self, bucket: TokenBucket, client_id: str | None = None) -> bool:
+        """Over the rate: ERROR ``Too many messages`` (and 1008 once abuse goes on); ``True`` then."""
+        if bucket.take():
+            self.strikes = 0
+            return False
+        self.services.hub.metrics.rate_limited.inc()
+        self.strikes += 1
+        self.error(protocol.TOO_MANY_MESSAGES, client_id)
+        if self.strikes >= self.abuse_strikes:
+            self.conn.close(protocol.CLOSE_POLICY, "message flood")
+        return True
+
     async def join(self, data: dict[str, Any]) -> None:
+        if self.throttled(self.joins):
+            return
         policy.ensure_role(self.user, Action.JOIN)
         req = parse(data, protocol.Join)
         conversations, room = self.services.conversations, req.conversation_id
@@ -186,14 +206,8 @@ class Session:
     async def send_message(self, data: dict[str, Any]) -> None:
         client_id = data.get("clientMessageId")
         client_id = client_id if protocol.is_client_message_id(client_id) else None  # errors repeat a valid one
-        if not self.bucket.take():
-            self.services.hub.metrics.rate_limited.inc()
-            self.strikes += 1
-            self.error(protocol.TOO_MANY_MESSAGES, client_id)
-            if self.strikes >= self.abuse_strikes:
-                self.conn.close(protocol.CLOSE_POLICY, "message flood")
+        if self.throttled(self.bucket, client_id):
             return
-        self.strikes = 0
         try:
             policy.ensure_role(self.user, Action.SEND)
             req = parse(data, protocol.Send)

@@ -92,6 +92,28 @@ async def test_a_configured_allow_list_replaces_loopback_in_development(app_clie
     await assert_origin_refused(api, "http://localhost:5173", token)
 
 
+async def test_the_allowed_origins_default_to_the_cors_origins(app_client, mongo_uri):
+    """A deployment that sets CORS_ORIGIN to its app's origin gets that app's WebSocket too."""
+    api = Api(await app_client(make_settings(mongo_uri, profile=Profile.PRODUCTION, http={"cors_origin": (CONSOLE,)})))
+    token = (await api.user("candidate"))["token"]
+    for origin in (CONSOLE, own_origin(api), None):
+        await assert_origin_accepted(api, origin, token)
+    for origin in ("https://evil.example", "http://localhost:3000", "null"):
+        await assert_origin_refused(api, origin, token)
+    # An explicit WebSocket list wins over the CORS one.
+    api = Api(await app_client(make_settings(mongo_uri, profile=Profile.PRODUCTION, http={
+        "cors_origin": (CONSOLE,), "allowed_origins": ("https://desk.example",)})))
+    token = (await api.user("candidate"))["token"]
+    await assert_origin_accepted(api, "https://desk.example", token)
+    await assert_origin_refused(api, CONSOLE, token)
+
+
+async def test_cors_any_origin_in_development_allows_any_websocket_origin(app_client, mongo_uri):
+    api = Api(await app_client(make_settings(mongo_uri, http={"cors_origin": ("*",)})))
+    token = (await api.user("candidate"))["token"]
+    await assert_origin_accepted(api, "https://anything.example", token)
+
+
 async def test_binary_frames_close_with_1003(api: Api):
     user = await api.user("candidate")
     ws = await connect(api.client, user["token"])
