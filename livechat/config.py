@@ -52,6 +52,11 @@ class FanoutMode(enum.Enum):
     PROCESS = "process"  # this process only: one livechat process per database
 
 
+class LogFormat(enum.Enum):
+    TEXT = "text"  # one human-readable line per record
+    JSON = "json"  # one JSON object per line (livechat/logs.py)
+
+
 def _between(lo: float, hi: float):
     def check(instance: Any, attribute: attrs.Attribute, value: float) -> None:
         if not lo <= value <= hi:
@@ -125,6 +130,11 @@ class MetricsSettings:
 
 
 @frozen
+class LogSettings:
+    format: LogFormat = LogFormat.TEXT
+
+
+@frozen
 class Settings:
     profile: Profile = Profile.DEVELOPMENT
     server: ServerSettings = ServerSettings()
@@ -134,6 +144,7 @@ class Settings:
     ws: WebSocketSettings = WebSocketSettings()
     routing: RoutingSettings = RoutingSettings()
     metrics: MetricsSettings = MetricsSettings()
+    log: LogSettings = LogSettings()
 
     @property
     def is_production(self) -> bool:
@@ -160,6 +171,7 @@ SECTIONS: dict[str, type] = {
     "ws": WebSocketSettings,
     "routing": RoutingSettings,
     "metrics": MetricsSettings,
+    "log": LogSettings,
 }
 
 # The seed's variable names, kept so that existing deployments work unchanged.
@@ -346,7 +358,7 @@ _KINDS: dict[str, _Kind] = {  # by the type's name as the settings classes spell
     "str": _Kind(_exactly(str, expected="expected a string"), str),
     "timedelta": _Kind(_duration_from_toml, parse_duration),
     "tuple[str, ...]": _Kind(_list_from_toml, _split_list),
-    **{cls.__name__: _enum_kind(cls) for cls in (Profile, Driver, FanoutMode)},
+    **{cls.__name__: _enum_kind(cls) for cls in (Profile, Driver, FanoutMode, LogFormat)},
 }
 _FROM_TOML, _FROM_ENV = "toml", "env"
 

@@ -134,3 +134,45 @@ async def test_metrics_config_section(tmp_path):
     path.write_text('[metrics]\ntokn = "abc"\n')
     with pytest.raises(ConfigError, match="metrics.tokn"):
         load_settings(path, environ={})
+
+
+async def test_json_logs_are_one_object_per_line_with_the_request_id(tmp_path, mongo_uri):
+    """A real ``python -m livechat`` with ``LIVECHAT_LOG_FORMAT=json``: every line of its output is
+    a JSON object; the access line of a request carries its X-Request-Id; no password or token."""
+    import json
+    import signal
+    import uuid
+
+    from tests.conftest import PASSWORD
+    from tests.processes import Client, Livechat, livechat_env
+
+    proc = Livechat(livechat_env(tmp_path, mongo_uri, f"logs_{uuid.uuid4().hex[:8]}", LIVECHAT_LOG_FORMAT="json"),
+                    tmp_path)
+    try:
+        async with aiohttp.ClientSession() as session:
+            await proc.ready(session)
+            user = await Client(session, proc.base).user("candidate")
+            async with session.get(proc.base + "/auth/me", headers={"Authorization": f"Bearer {user['token']}"}) as resp:
+                request_id = resp.headers["X-Request-Id"]
+            async with session.ws_connect(proc.base.replace("http", "ws") + "/ws?token=" + user["token"]) as ws:
+                await ws.send_json({"event": "SUBSCRIBE_INBOX", "data": {}})
+                await ws.receive(timeout=5)
+    finally:
+        proc.kill(signal.SIGTERM)
+    text = proc.log.read_text()
+    assert PASSWORD not in text and user["token"] not in text
+    entries = [json.loads(line) for line in text.splitlines() if line.strip()]
+    assert entries and all({"time", "level", "logger", "message"} <= set(e) for e in entries)
+    mine = [e for e in entries if e.get("requestId") == request_id]
+    assert len(mine) == 1 and '"GET /auth/me" 200' in mine[0]["message"]
+
+
+def test_log_format_setting(tmp_path):
+    from livechat.config import ConfigError, LogFormat, load_settings
+
+    path = tmp_path / "config.toml"
+    path.write_text('[log]\nformat = "json"\n')
+    assert load_settings(path, environ={}).log.format is LogFormat.JSON
+    assert load_settings(path, environ={"LIVECHAT_LOG_FORMAT": "text"}).log.format is LogFormat.TEXT
+    with pytest.raises(ConfigError, match="LIVECHAT_LOG_FORMAT: invalid value"):
+        load_settings(path, environ={"LIVECHAT_LOG_FORMAT": "xml"})
