@@ -157,3 +157,54 @@ async def test_several_sockets_of_the_user_all_close(api: Api, client):
         await peer.ask("SUBSCRIBE_INBOX", {})
     await expect(await client.post("/auth/logout-all", headers=api.auth(user)), 200)
     await asyncio.gather(*(closed_within_a_second(p) for p in peers))
+
+
+async def test_the_change_stream_never_carries_a_password_hash(api: Api, client, settings):
+    """What other processes read about a user is its id and token version: the stream's pipeline
+    projects the hash away (a bcrypt hash starts with $2b$), and updates of other user fields are
+    not followed at all."""
+    import pymongo
+    from bson import json_util
+
+    from livechat.domain.models import TokensRevoked
+    from livechat.keys import services_key
+    from livechat.storage.mongo import _CHANGES_PIPELINE
+
+    user = await api.user("candidate")
+    db = pymongo.AsyncMongoClient(settings.database.uri, tz_aware=True)[settings.database.name]
+    try:
+        stream = await db.watch(_CHANGES_PIPELINE, full_document="updateLookup", max_await_time_ms=200)
+        async with stream:
+            await expect(await client.post("/auth/password", headers=api.auth(user),
+                                           json={"currentPassword": PASSWORD, "newPassword": NEW_PASSWORD}), 200)
+            events = []
+            for _ in range(50):
+                event = await stream.try_next()
+                if event is not None:
+                    events.append(event)
+                if any(e["ns"]["coll"] == "users" for e in events):
+                    break
+    finally:
+        await db.client.close()
+    users = [e for e in events if e["ns"]["coll"] == "users"]
+    assert len(users) == 1
+    text = json_util.dumps(users[0])
+    assert "passwordHash" not in text and "$2b$" not in text
+    assert users[0]["fullDocument"]["tokenVersion"] == 1
+    # And the store turns it into id + version only.
+    store = client.app[services_key].store
+    async with store.changes(None) as changes:
+        await anext(changes)
+        await expect(await client.post("/auth/logout-all", headers=api.auth(await api.login(user["email"],
+                                                                                             NEW_PASSWORD))), 200)
+        async with asyncio.timeout(5):
+            async for change in changes:
+                if isinstance(change.document, TokensRevoked):
+                    assert change.document == TokensRevoked(parse_id(user["_id"]), 2)
+                    break
+
+
+def parse_id(text: str):
+    from bson import ObjectId
+
+    return ObjectId(text)
