@@ -1,7 +1,8 @@
 """Settings: ``config.toml`` → environment overrides → validated, frozen attrs objects.
 
 Every setting is declared once, below, with its type and its check; the loader refuses unknown
-keys and bad values with a one-line message that names the key (``ConfigError``).
+keys and bad values with a one-line message that names the key (``ConfigError``) — every problem
+of the configuration at once, separated by "; ", so one start-up attempt shows them all.
 """
 
 from __future__ import annotations
@@ -199,28 +200,36 @@ def load_settings(path: str | os.PathLike | None = None, environ: Mapping[str, s
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     elif path != DEFAULT_CONFIG_PATH:
         raise ConfigError(f"{path}: no such configuration file")
-    values = _from_toml(raw)
-    for name, text in environ.items():
-        target = _env_target(name)
+    problems: list[str] = []
+    values = _from_toml(raw, problems)
+    for name, text in sorted(environ.items()):
+        try:
+            target = _env_target(name)
+        except ConfigError as exc:
+            problems.append(str(exc))
+            continue
         if target is not None:
             values[target] = (_FROM_ENV, text, name)
-    return _build(values)
+    return _build(values, problems)
 
 
-def _from_toml(raw: dict[str, Any]) -> dict[tuple[str, str], tuple]:
+def _from_toml(raw: dict[str, Any], problems: list[str]) -> dict[tuple[str, str], tuple]:
     values: dict[tuple[str, str], tuple] = {}
     for key, value in raw.items():
         if key == "profile":
             values[("", "profile")] = (_FROM_TOML, value, "profile")
             continue
         if key not in SECTIONS:
-            raise ConfigError(f"unknown setting {key!r} in config.toml")
+            problems.append(f"unknown setting {key!r} in config.toml")
+            continue
         if not isinstance(value, dict):
-            raise ConfigError(f"[{key}] must be a table")
+            problems.append(f"[{key}] must be a table")
+            continue
         names = {f.name for f in attrs.fields(SECTIONS[key])}
         for sub, subvalue in value.items():
             if sub not in names:
-                raise ConfigError(f"unknown setting '{key}.{sub}' in config.toml")
+                problems.append(f"unknown setting '{key}.{sub}' in config.toml")
+                continue
             values[(key, sub)] = (_FROM_TOML, subvalue, f"{key}.{sub}")
     return values
 
@@ -241,44 +250,62 @@ def _env_target(name: str) -> tuple[str, str] | None:
     raise ConfigError(f"unknown setting in environment variable {name}")
 
 
-def _build(values: dict[tuple[str, str], tuple]) -> Settings:
+def _build(values: dict[tuple[str, str], tuple], problems: list[str]) -> Settings:
+    """Every bad value is a problem; the sections are still built from the good ones (and their
+    defaults), so the profile's checks see as much as can be seen. Raise once, with them all."""
     kwargs: dict[str, Any] = {}
     for section, cls in SECTIONS.items():
         fields = {f.name: f for f in attrs.fields(cls)}
         args = {}
         for (sec, key), (source, value, label) in values.items():
             if sec == section:
-                args[key] = _coerce(source, value, fields[key].type, label)
-        kwargs[section] = _construct(cls, args, section)
+                try:
+                    args[key] = _coerce(source, value, fields[key].type, label)
+                except ConfigError as exc:
+                    problems.append(str(exc))
+        kwargs[section] = _construct(cls, args, section, problems)
     if ("", "profile") in values:
         source, value, label = values[("", "profile")]
-        kwargs["profile"] = _coerce(source, value, Profile, label)
+        try:
+            kwargs["profile"] = _coerce(source, value, Profile, label)
+        except ConfigError as exc:
+            problems.append(str(exc))
     settings = Settings(**kwargs)
-    _check_profile(settings)
+    problems.extend(_profile_problems(settings))
+    if problems:
+        raise ConfigError("; ".join(problems))
     return settings
 
 
-def _construct(cls: type, args: dict[str, Any], section: str) -> Any:
-    try:
-        return cls(**args)
-    except ValueError as exc:  # our validators start their message with the field's name
-        raise ConfigError(f"{section}.{exc}") from None
+def _construct(cls: type, args: dict[str, Any], section: str, problems: list[str]) -> Any:
+    """The section; a value its validator refuses is a problem, and that field keeps its default."""
+    while True:
+        try:
+            return cls(**args)
+        except ValueError as exc:  # our validators start their message with the field's name
+            problems.append(f"{section}.{exc}")
+            name = str(exc).split(":", 1)[0]
+            if name not in args:
+                return cls()
+            del args[name]
 
 
-def _check_profile(s: Settings) -> None:
+def _profile_problems(s: Settings) -> list[str]:
     if s.profile is not Profile.PRODUCTION:
-        return
+        return []
+    problems = []
     if not s.database.uri:
-        raise ConfigError("database.uri: MONGODB_URI is required in production")
+        problems.append("database.uri: MONGODB_URI is required in production")
     secret = s.auth.jwt_secret
     if not secret:
-        raise ConfigError("auth.jwt_secret: JWT_SECRET is required in production")
-    if len(secret.encode()) < MIN_SECRET_BYTES:
-        raise ConfigError(f"auth.jwt_secret: JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes in production")
-    if _looks_like_placeholder(secret):
-        raise ConfigError("auth.jwt_secret: JWT_SECRET looks like a placeholder; use a random value")
+        problems.append("auth.jwt_secret: JWT_SECRET is required in production")
+    elif len(secret.encode()) < MIN_SECRET_BYTES:
+        problems.append(f"auth.jwt_secret: JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes in production")
+    elif _looks_like_placeholder(secret):
+        problems.append("auth.jwt_secret: JWT_SECRET looks like a placeholder; use a random value")
     if "*" in s.http.cors_origin:
-        raise ConfigError("http.cors_origin: '*' is not allowed in production; list the allowed origins")
+        problems.append("http.cors_origin: '*' is not allowed in production; list the allowed origins")
+    return problems
 
 
 def _looks_like_placeholder(secret: str) -> bool:
