@@ -115,6 +115,9 @@ class WebSocketSettings:
     rate_burst: int = field(default=200, validator=_between(1, 1_000_000))
     rate_per_second: float = field(default=20.0, validator=_between(0.1, 1_000_000))
     abuse_strikes: int = field(default=100, validator=_between(1, 1_000_000))
+    # Upgrades refused for a bad token, per client address within the window; then 429 before upgrading.
+    unauthenticated_per_client: int = field(default=30, validator=_between(1, 1_000_000))
+    unauthenticated_window: timedelta = timedelta(minutes=1)
     fanout: FanoutMode = FanoutMode.CHANGESTREAM
 
 

@@ -20,7 +20,7 @@ from livechat.domain.models import AgentPresence, Routing, TokensRevoked, utcnow
 from livechat.domain.presence import PresenceService
 from livechat.domain.routing import RoutingService
 from livechat.domain.teams import TeamService
-from livechat.domain.throttle import LoginThrottle
+from livechat.domain.throttle import FailureWindow, LoginThrottle
 from livechat.metrics import Metrics
 from livechat.realtime.fanout import Fanout
 from livechat.realtime.feed import ChangeFeed
@@ -45,6 +45,8 @@ class Services:
     routing: RoutingService
     analytics: AnalyticsService
     feed: ChangeFeed | None = None  # None: ws.fanout = "process"
+    # WebSocket upgrades refused for a bad token, per client address (realtime/ws.py).
+    upgrade_failures: FailureWindow | None = None
 
     async def ping(self) -> None:
         """Raise ``Unavailable`` unless the database answers (GET /health/ready)."""
@@ -127,6 +129,8 @@ async def open_services(settings: Settings, hub: Hub | None = None, *,
                         routing=routing,
                         analytics=AnalyticsService(store.conversations, store.users, clock=clock),
                         feed=feed,
+                        upgrade_failures=FailureWindow(settings.ws.unauthenticated_per_client,
+                                                       settings.ws.unauthenticated_window.total_seconds()),
                     )
             finally:
                 if feed is not None:

@@ -9,6 +9,7 @@ oversize frame (1009, by aiohttp) and a bug in our own handling (1011, logged wi
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,7 +20,7 @@ from livechat.domain import policy
 from livechat.domain.messages import Draft
 from livechat.domain.models import ConversationStatus, User
 from livechat.domain.policy import Action
-from livechat.errors import ALREADY_CLOSED, DomainError, Forbidden, InvalidInput, Unauthenticated
+from livechat.errors import ALREADY_CLOSED, DomainError, Forbidden, InvalidInput, TooManyRequests, Unauthenticated
 from livechat.keys import request_id_key, services_key, settings_key
 from livechat.realtime import protocol
 from livechat.realtime.hub import Connection
@@ -32,6 +33,7 @@ routes = web.RouteTableDef()
 
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 INBOX_FIRST_PAGE = 100  # GET /conversations' default page
+TOO_MANY_UPGRADES = "Too many connection attempts, try again later"
 
 
 class TokenBucket:
@@ -76,10 +78,18 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     services = request.app[services_key]
     # aiohttp refuses a message of max_msg_size bytes already; the limit is "over max_frame_bytes".
     ws = web.WebSocketResponse(heartbeat=settings.heartbeat, max_msg_size=settings.max_frame_bytes + 1)
+    client = request.remote or "unknown"
+    failures = services.upgrade_failures
+    if failures is not None:
+        wait = failures.retry_after(client)
+        if wait > 0:  # refused before upgrading: a flood of bad tokens costs no socket and no lookup
+            raise TooManyRequests(TOO_MANY_UPGRADES, retry_after=max(1, math.ceil(wait)))
     try:
         user = await services.auth.authenticate(request.query.get("token") or bearer_token(request))
     except DomainError as exc:
         unauthenticated = isinstance(exc, Unauthenticated)
+        if unauthenticated and failures is not None:
+            failures.fail(client)
         await ws.prepare(request)
         await ws.send_str(protocol.error(protocol.UNAUTHORIZED if unauthenticated else exc.message))
         await ws.close(code=protocol.CLOSE_UNAUTHORIZED if unauthenticated else protocol.CLOSE_TRY_LATER,
