@@ -19,6 +19,10 @@ setup(
         "bcrypt>=5,<6",
         "attrs>=24.1",
         "cattrs>=24.1",
+        # GET /metrics: the Prometheus text format and its registry, rather than a hand-written
+        # exposition. 0.20 has everything used (per-app registries, Gauge.set_function); < 1 in
+        # case a 1.0 renames the API.
+        "prometheus-client>=0.20,<1",
     ],
     extras_require={
         # The embedded development/test database. GPL-2.0: it runs as a separate process
@@ -32,6 +36,12 @@ setup(
             "hypothesis>=6",
             # Browser tests (tests/browser) drive the system Chromium; no browser download.
             "playwright>=1.45",
+            # The API documents (docs/openapi.json, docs/asyncapi.yaml): validated, answers checked
+            # against them, and the running server fuzzed from the OpenAPI one (tests/test_api_documents.py).
+            "openapi-spec-validator>=0.7",
+            "jsonschema>=4.18",
+            "pyyaml>=6",
+            "schemathesis>=4,<5",
         ],
     },
 )

@@ -19,6 +19,7 @@ from livechat.config import ConfigError, Settings, load_settings, with_jwt_secre
 from livechat.domain.auth import MAX_PASSWORD_CHARS, SignupRequest
 from livechat.domain.models import Role
 from livechat.errors import Conflict, DomainError
+from livechat.logs import TEXT_FORMAT, use_format
 from livechat.storage.embedded import EmbeddedDatabaseError, EmbeddedServer
 
 log = logging.getLogger("livechat")
@@ -54,11 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=args.log_level, format=TEXT_FORMAT)
     # The driver's DEBUG log records whole documents (password hashes, message text): never that.
     logging.getLogger("pymongo").setLevel(max(logging.INFO, logging.getLogger().level))
     try:
         settings = load_settings(args.config)
+        use_format(settings.log.format)
         if args.command == "check-config":
             print(settings)
             return 0

@@ -10,25 +10,30 @@ from aiohttp import web
 
 from livechat.config import Settings
 from livechat.domain.models import utcnow
-from livechat.keys import services_key, settings_key
+from livechat.keys import metrics_key, services_key, settings_key
+from livechat.metrics import Metrics
 from livechat.realtime import ws
 from livechat.realtime.hub import Hub
 from livechat.services import open_services
-from livechat.web import routes_analytics, routes_auth, routes_conversations, routes_health
+from livechat.web import routes_analytics, routes_auth, routes_conversations, routes_health, routes_ops
 from livechat.web.console import setup_console
-from livechat.web.middlewares import cors_middleware, error_middleware
+from livechat.web.middlewares import cors_middleware, error_middleware, metrics_middleware
 
 log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> web.Application:
     """``clock``: when things happen (conversation and message times); tests pass a scripted one."""
+    metrics = Metrics()
+    measure = metrics_middleware(metrics)
     app = web.Application(
-        middlewares=[cors_middleware(settings.cors_origins), error_middleware],
+        middlewares=[measure, cors_middleware(settings.cors_origins), error_middleware],
         client_max_size=settings.server.max_body_bytes,
     )
+    app.on_response_prepare.append(measure.on_response_prepare)
     app[settings_key] = settings
-    hub = Hub(settings.ws.max_sockets_per_user)
+    app[metrics_key] = metrics
+    hub = Hub(settings.ws.max_sockets_per_user, metrics)
 
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         async with open_services(settings, hub, clock=clock) as services:
@@ -45,7 +50,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
 
     app.cleanup_ctx.append(services_ctx)
     app.on_shutdown.append(close_websockets)
-    for table in (routes_health.routes, routes_auth.routes, routes_conversations.routes, routes_analytics.routes,
+    for table in (routes_health.routes, routes_ops.routes, routes_auth.routes, routes_conversations.routes, routes_analytics.routes,
                   ws.routes):
         app.add_routes(table)
     setup_console(app, settings)

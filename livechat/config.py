@@ -1,7 +1,8 @@
 """Settings: ``config.toml`` → environment overrides → validated, frozen attrs objects.
 
 Every setting is declared once, below, with its type and its check; the loader refuses unknown
-keys and bad values with a one-line message that names the key (``ConfigError``).
+keys and bad values with a one-line message that names the key (``ConfigError``) — every problem
+of the configuration at once, separated by "; ", so one start-up attempt shows them all.
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ class FanoutMode(enum.Enum):
 
     CHANGESTREAM = "changestream"  # follow the database's change stream (needs a replica set)
     PROCESS = "process"  # this process only: one livechat process per database
+
+
+class LogFormat(enum.Enum):
+    TEXT = "text"  # one human-readable line per record
+    JSON = "json"  # one JSON object per line (livechat/logs.py)
 
 
 def _between(lo: float, hi: float):
@@ -109,6 +115,9 @@ class WebSocketSettings:
     rate_burst: int = field(default=200, validator=_between(1, 1_000_000))
     rate_per_second: float = field(default=20.0, validator=_between(0.1, 1_000_000))
     abuse_strikes: int = field(default=100, validator=_between(1, 1_000_000))
+    # Upgrades refused for a bad token, per client address within the window; then 429 before upgrading.
+    unauthenticated_per_client: int = field(default=30, validator=_between(1, 1_000_000))
+    unauthenticated_window: timedelta = timedelta(minutes=1)
     fanout: FanoutMode = FanoutMode.CHANGESTREAM
 
 
@@ -116,6 +125,17 @@ class WebSocketSettings:
 class RoutingSettings:
     # An open conversation whose agent is offline this long without joining goes back to the queue.
     requeue_after: timedelta = timedelta(seconds=60)
+
+
+@frozen
+class MetricsSettings:
+    # GET /metrics answers loopback clients; others need "Authorization: Bearer <token>" (empty: none may).
+    token: str = field(default="", repr=False)
+
+
+@frozen
+class LogSettings:
+    format: LogFormat = LogFormat.TEXT
 
 
 @frozen
@@ -127,6 +147,8 @@ class Settings:
     http: HttpSettings = HttpSettings()
     ws: WebSocketSettings = WebSocketSettings()
     routing: RoutingSettings = RoutingSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    log: LogSettings = LogSettings()
 
     @property
     def is_production(self) -> bool:
@@ -152,6 +174,8 @@ SECTIONS: dict[str, type] = {
     "http": HttpSettings,
     "ws": WebSocketSettings,
     "routing": RoutingSettings,
+    "metrics": MetricsSettings,
+    "log": LogSettings,
 }
 
 # The seed's variable names, kept so that existing deployments work unchanged.
@@ -179,28 +203,36 @@ def load_settings(path: str | os.PathLike | None = None, environ: Mapping[str, s
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     elif path != DEFAULT_CONFIG_PATH:
         raise ConfigError(f"{path}: no such configuration file")
-    values = _from_toml(raw)
-    for name, text in environ.items():
-        target = _env_target(name)
+    problems: list[str] = []
+    values = _from_toml(raw, problems)
+    for name, text in sorted(environ.items()):
+        try:
+            target = _env_target(name)
+        except ConfigError as exc:
+            problems.append(str(exc))
+            continue
         if target is not None:
             values[target] = (_FROM_ENV, text, name)
-    return _build(values)
+    return _build(values, problems)
 
 
-def _from_toml(raw: dict[str, Any]) -> dict[tuple[str, str], tuple]:
+def _from_toml(raw: dict[str, Any], problems: list[str]) -> dict[tuple[str, str], tuple]:
     values: dict[tuple[str, str], tuple] = {}
     for key, value in raw.items():
         if key == "profile":
             values[("", "profile")] = (_FROM_TOML, value, "profile")
             continue
         if key not in SECTIONS:
-            raise ConfigError(f"unknown setting {key!r} in config.toml")
+            problems.append(f"unknown setting {key!r} in config.toml")
+            continue
         if not isinstance(value, dict):
-            raise ConfigError(f"[{key}] must be a table")
+            problems.append(f"[{key}] must be a table")
+            continue
         names = {f.name for f in attrs.fields(SECTIONS[key])}
         for sub, subvalue in value.items():
             if sub not in names:
-                raise ConfigError(f"unknown setting '{key}.{sub}' in config.toml")
+                problems.append(f"unknown setting '{key}.{sub}' in config.toml")
+                continue
             values[(key, sub)] = (_FROM_TOML, subvalue, f"{key}.{sub}")
     return values
 
@@ -221,44 +253,62 @@ def _env_target(name: str) -> tuple[str, str] | None:
     raise ConfigError(f"unknown setting in environment variable {name}")
 
 
-def _build(values: dict[tuple[str, str], tuple]) -> Settings:
+def _build(values: dict[tuple[str, str], tuple], problems: list[str]) -> Settings:
+    """Every bad value is a problem; the sections are still built from the good ones (and their
+    defaults), so the profile's checks see as much as can be seen. Raise once, with them all."""
     kwargs: dict[str, Any] = {}
     for section, cls in SECTIONS.items():
         fields = {f.name: f for f in attrs.fields(cls)}
         args = {}
         for (sec, key), (source, value, label) in values.items():
             if sec == section:
-                args[key] = _coerce(source, value, fields[key].type, label)
-        kwargs[section] = _construct(cls, args, section)
+                try:
+                    args[key] = _coerce(source, value, fields[key].type, label)
+                except ConfigError as exc:
+                    problems.append(str(exc))
+        kwargs[section] = _construct(cls, args, section, problems)
     if ("", "profile") in values:
         source, value, label = values[("", "profile")]
-        kwargs["profile"] = _coerce(source, value, Profile, label)
+        try:
+            kwargs["profile"] = _coerce(source, value, Profile, label)
+        except ConfigError as exc:
+            problems.append(str(exc))
     settings = Settings(**kwargs)
-    _check_profile(settings)
+    problems.extend(_profile_problems(settings))
+    if problems:
+        raise ConfigError("; ".join(problems))
     return settings
 
 
-def _construct(cls: type, args: dict[str, Any], section: str) -> Any:
-    try:
-        return cls(**args)
-    except ValueError as exc:  # our validators start their message with the field's name
-        raise ConfigError(f"{section}.{exc}") from None
+def _construct(cls: type, args: dict[str, Any], section: str, problems: list[str]) -> Any:
+    """The section; a value its validator refuses is a problem, and that field keeps its default."""
+    while True:
+        try:
+            return cls(**args)
+        except ValueError as exc:  # our validators start their message with the field's name
+            problems.append(f"{section}.{exc}")
+            name = str(exc).split(":", 1)[0]
+            if name not in args:
+                return cls()
+            del args[name]
 
 
-def _check_profile(s: Settings) -> None:
+def _profile_problems(s: Settings) -> list[str]:
     if s.profile is not Profile.PRODUCTION:
-        return
+        return []
+    problems = []
     if not s.database.uri:
-        raise ConfigError("database.uri: MONGODB_URI is required in production")
+        problems.append("database.uri: MONGODB_URI is required in production")
     secret = s.auth.jwt_secret
     if not secret:
-        raise ConfigError("auth.jwt_secret: JWT_SECRET is required in production")
-    if len(secret.encode()) < MIN_SECRET_BYTES:
-        raise ConfigError(f"auth.jwt_secret: JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes in production")
-    if _looks_like_placeholder(secret):
-        raise ConfigError("auth.jwt_secret: JWT_SECRET looks like a placeholder; use a random value")
+        problems.append("auth.jwt_secret: JWT_SECRET is required in production")
+    elif len(secret.encode()) < MIN_SECRET_BYTES:
+        problems.append(f"auth.jwt_secret: JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes in production")
+    elif _looks_like_placeholder(secret):
+        problems.append("auth.jwt_secret: JWT_SECRET looks like a placeholder; use a random value")
     if "*" in s.http.cors_origin:
-        raise ConfigError("http.cors_origin: '*' is not allowed in production; list the allowed origins")
+        problems.append("http.cors_origin: '*' is not allowed in production; list the allowed origins")
+    return problems
 
 
 def _looks_like_placeholder(secret: str) -> bool:
@@ -338,7 +388,7 @@ _KINDS: dict[str, _Kind] = {  # by the type's name as the settings classes spell
     "str": _Kind(_exactly(str, expected="expected a string"), str),
     "timedelta": _Kind(_duration_from_toml, parse_duration),
     "tuple[str, ...]": _Kind(_list_from_toml, _split_list),
-    **{cls.__name__: _enum_kind(cls) for cls in (Profile, Driver, FanoutMode)},
+    **{cls.__name__: _enum_kind(cls) for cls in (Profile, Driver, FanoutMode, LogFormat)},
 }
 _FROM_TOML, _FROM_ENV = "toml", "env"
 

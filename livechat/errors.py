@@ -1,6 +1,6 @@
 """Typed domain errors. Services raise them; the HTTP middleware and the WebSocket loop render them.
 
-``message`` is the contract's exact text (CONTRACT.md A.1/A.4/A.6); ``status`` is the HTTP status.
+``message`` is the contract's exact text (docs/openapi.json, docs/asyncapi.yaml); ``status`` is the HTTP status.
 """
 
 from __future__ import annotations

@@ -90,7 +90,7 @@ def parse(data: Any, cls: type[T]) -> T:
         raise InvalidInput() from None
 
 
-# --- responses: the contract's shapes (CONTRACT.md A.3/A.4), written out so they read as the spec
+# --- responses: the contract's shapes (docs/openapi.json, components.schemas), written out so they read as the spec
 
 
 def iso(dt: datetime | None) -> str | None:
@@ -181,7 +181,7 @@ _GROUP_FIELDS = {
 
 
 def summary_row_view(row: SummaryRow, group_by: GroupBy) -> dict[str, Any]:
-    """One group (CONTRACT.md C.8): its key (and name), then the metrics; times in seconds."""
+    """One group (README "Analytics"): its key (and name), then the metrics; times in seconds."""
     key_field, name_field = _GROUP_FIELDS[group_by]
     data: dict[str, Any] = {key_field: row.key if isinstance(row.key, str) else oid(row.key)}
     if name_field is not None:

@@ -16,12 +16,13 @@ from livechat.domain.auth import AuthService, PasswordHasher, TokenCodec
 from livechat.domain.conversations import ConversationService
 from livechat.domain.events import EventBus
 from livechat.domain.messages import MessageService
-from livechat.domain.models import AgentPresence, Routing, utcnow
+from livechat.domain.models import AgentPresence, Routing, TokensRevoked, utcnow
 from livechat.domain.presence import PresenceService
 from livechat.domain.routing import RoutingService
 from livechat.domain.signals import SignalService
 from livechat.domain.teams import TeamService
-from livechat.domain.throttle import LoginThrottle
+from livechat.domain.throttle import FailureWindow, LoginThrottle
+from livechat.metrics import Metrics
 from livechat.realtime.fanout import Fanout
 from livechat.realtime.feed import ChangeFeed
 from livechat.realtime.hub import Hub
@@ -46,6 +47,8 @@ class Services:
     analytics: AnalyticsService
     signals: SignalService
     feed: ChangeFeed | None = None  # None: ws.fanout = "process"
+    # WebSocket upgrades refused for a bad token, per client address (realtime/ws.py).
+    upgrade_failures: FailureWindow | None = None
 
     async def ping(self) -> None:
         """Raise ``Unavailable`` unless the database answers (GET /health/ready)."""
@@ -81,9 +84,11 @@ async def open_services(settings: Settings, hub: Hub | None = None, *,
     if not settings.auth.jwt_secret:
         raise ConfigError("auth.jwt_secret: no JWT secret (call config.with_jwt_secret first)")
     hub = hub or Hub(settings.ws.max_sockets_per_user)
+    metrics: Metrics = hub.metrics
     hasher = PasswordHasher(settings.auth.bcrypt_rounds, settings.auth.hash_threads)
     try:
-        async with database_uri(settings) as uri, open_store(settings.database, uri) as store:
+        async with database_uri(settings) as uri, \
+                open_store(settings.database, uri, observe_db=metrics.observe_db) as store:
             backfilled = await store.conversations.backfill_facts()
             if backfilled:
                 log.info("analytics: backfilled the facts of %d earlier conversations", backfilled)
@@ -96,12 +101,19 @@ async def open_services(settings: Settings, hub: Hub | None = None, *,
             fanout = Fanout(hub, store.messages, store.conversations, inbox)
             bus.subscribe(fanout.publish)
             bus.subscribe(routing.on_event)
-            messages = MessageService(store.conversations, store.messages, bus, clock=clock)
+            messages = MessageService(store.conversations, store.messages, bus, clock=clock,
+                                      on_batch=metrics.writer_batch.observe, on_stored=metrics.messages_stored.inc)
+
+            def revoke(revoked: TokensRevoked) -> None:
+                hub.revoke(revoked.user_id, revoked.token_version)
+
             feed = None
             if settings.ws.fanout is FanoutMode.CHANGESTREAM:
                 feed = ChangeFeed(store, fanout, observe_message=messages.observe,
-                                  handlers={AgentPresence: presence.apply, Routing: routing.apply})
+                                  handlers={AgentPresence: presence.apply, Routing: routing.apply,
+                                            TokensRevoked: revoke})
                 await feed.start()
+                metrics.fanout_lag.set_function(lambda: feed.lag)
             sweep = min(5.0, settings.routing.requeue_after.total_seconds() / 4)
             try:
                 async with presence.running(), routing.running(sweep), messages.running():
@@ -110,7 +122,7 @@ async def open_services(settings: Settings, hub: Hub | None = None, *,
                         hub=hub,
                         fanout=fanout,
                         auth=AuthService(store.users, hasher, tokens, login_throttle(settings),
-                                         open_signup=not settings.is_production),
+                                         open_signup=not settings.is_production, on_revoked=revoke),
                         conversations=ConversationService(store.conversations, store.users, store.messages,
                                                           bus, writes=messages, clock=clock),
                         teams=TeamService(store.users, store.conversations),
@@ -121,6 +133,8 @@ async def open_services(settings: Settings, hub: Hub | None = None, *,
                         signals=SignalService(store.conversations, store.messages, store.reads, store.notes, bus,
                                               clock=clock),
                         feed=feed,
+                        upgrade_failures=FailureWindow(settings.ws.unauthenticated_per_client,
+                                                       settings.ws.unauthenticated_window.total_seconds()),
                     )
             finally:
                 if feed is not None:

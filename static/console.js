@@ -1,4 +1,4 @@
-// livechat console: a small client of the REST + WebSocket API (CONTRACT.md), one ES module.
+// livechat console: a small client of the REST + WebSocket API (docs/openapi.json, docs/asyncapi.yaml), one ES module.
 // User text is only ever put in the page as text (textContent / text nodes), never as HTML.
 
 const $ = (selector) => document.querySelector(selector);
@@ -241,7 +241,7 @@ function setupAuthForms() {
 // ---------------------------------------------------------------- the pushed inbox
 
 /**
- * The desk socket: one WebSocket per signed-in tab that subscribes to the inbox (CONTRACT.md C.2)
+ * The desk socket: one WebSocket per signed-in tab that subscribes to the inbox (docs/asyncapi.yaml)
  * and hears presence (C.3) and queue positions (C.4). Lists render from ``state.inbox``, which this
  * socket keeps current; only while it is down do the lists fall back to re-reading REST.
  */

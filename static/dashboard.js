@@ -1,4 +1,4 @@
-// livechat analytics dashboard: a client of GET /admin/analytics/summary (CONTRACT.md C.8).
+// livechat analytics dashboard: a client of GET /admin/analytics/summary (README "Analytics").
 // Charts are inline SVG drawn here; text goes into the page as text only (textContent), never HTML.
 
 const $ = (selector) => document.querySelector(selector);

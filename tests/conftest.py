@@ -22,6 +22,7 @@ from livechat.app import create_app
 from livechat.config import AuthSettings, DatabaseSettings, Driver, Profile, Settings
 from livechat.storage.embedded import EmbeddedServer
 from livechat.web.access_log import AccessLogger
+from tests.api_documents import ResponseChecker
 
 TEST_SECRET = "test-secret-" + "x7Qp2" * 8  # >= 32 bytes: PyJWT warns below that, and warnings are errors
 PASSWORD = "correct horse battery"
@@ -101,12 +102,28 @@ def audit(caplog) -> Audit:
 
 
 @pytest.fixture
-def app_client(aiohttp_server, aiohttp_client, audit: Audit) -> Callable[[Settings], Any]:
+def documented() -> ResponseChecker:
+    """Every answer of an ``app_client`` app is checked against docs/openapi.json: a test whose
+    app answered something the document does not say fails at its end."""
+    checker = ResponseChecker()
+    yield checker
+    survey = os.environ.get("LIVECHAT_TEST_API_SURVEY")  # a file: collect instead of failing
+    if survey:
+        with open(survey, "a", encoding="utf-8") as out:
+            out.writelines(line + "\n" for line in checker.mismatches)
+        return
+    assert not checker.mismatches, "answers that docs/openapi.json does not describe:\n" + "\n".join(
+        checker.mismatches[:10])
+
+
+@pytest.fixture
+def app_client(aiohttp_server, aiohttp_client, audit: Audit, documented: ResponseChecker) -> Callable[[Settings], Any]:
     """Start the real app for some settings on a loopback port; return an HTTP/WS client for it."""
 
     async def start(settings: Settings, **app_options: Any) -> TestClient:
         app = create_app(settings, **app_options)  # e.g. clock=: a scripted time (tests/test_analytics.py)
         app.on_response_prepare.append(audit.on_response_prepare)
+        app.on_response_prepare.append(documented.on_response_prepare)
         server = await aiohttp_server(app, access_log_class=AccessLogger,
                                       keepalive_timeout=settings.server.keepalive_timeout)
         return await aiohttp_client(server)

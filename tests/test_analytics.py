@@ -1,4 +1,4 @@
-"""GET /admin/analytics/summary (CONTRACT.md C.8, README "Analytics"): exact figures from a scripted
+"""GET /admin/analytics/summary (README "Analytics"): exact figures from a scripted
 scenario, written through the real services over HTTP and WebSocket with a clock the test sets.
 
 The scenario (T = Monday 2026-03-02, UTC; + is seconds after the conversation's creation):

@@ -1,4 +1,4 @@
-"""CONTRACT.md A.4 /auth/* and B.6, against the running app and the real database."""
+"""/auth/* (docs/openapi.json) and the profiles (README "Profiles"), against the running app and the real database."""
 
 from __future__ import annotations
 

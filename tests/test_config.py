@@ -96,3 +96,22 @@ def test_development_secret_is_generated_once_and_kept(tmp_path):
                                                ("90", 90), ("1.5h", 5400), ("2 days", 172800)])
 def test_durations_in_the_seeds_forms(text, seconds):
     assert parse_duration(text) == timedelta(seconds=seconds)
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    """One start-up attempt names every bad setting, on one line, not only the first."""
+    toml = '[server]\nport = 99999\nbogus = 1\n[ws]\nheartbeat = "often"\n[nope]\nx = 1\n'
+    environ = {"LIVECHAT_SERVER_PROT": "1", "LIVECHAT_ENV": "production", "PORT": "eighty"}
+    with pytest.raises(ConfigError) as err:
+        load_settings(write(tmp_path, toml), environ)
+    message = str(err.value)
+    for names in ("server.bogus", "'nope'", "ws.heartbeat", "LIVECHAT_SERVER_PROT", "PORT: expected a number",
+                  "MONGODB_URI is required", "JWT_SECRET is required"):
+        assert names in message, (names, message)
+    assert "\n" not in message and message.count("; ") == 6
+
+
+def test_a_refused_value_is_reported_with_the_others(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_settings(write(tmp_path, "[server]\nport = 99999\n[ws]\nheartbeat = 0.5\n"), {})
+    assert str(err.value).startswith("server.port: must be between") and "; ws.heartbeat: must be between" in str(err.value)

@@ -1,4 +1,4 @@
-"""CONTRACT.md A.4, A.5, B.3 and B.7: the conversation endpoints over real HTTP and WebSocket, against
+"""docs/openapi.json: the conversation endpoints over real HTTP and WebSocket, against
 the real database — exact errors and shapes, the state machine, races, analytics, listings, history.
 """
 
@@ -41,7 +41,7 @@ from tests.ws_helpers import Peer, connected
 UNKNOWN_ID = "0123456789abcdef01234567"  # well formed, never issued
 CONVERSATION_FIELDS = {"_id", "status", "candidateId", "supervisorId", "agentId", "createdAt"}
 
-# Malformed ids (CONTRACT.md A.1): always 400 "Invalid request schema", never 404 or 500.
+# Malformed ids (docs/openapi.json, info): always 400 "Invalid request schema", never 404 or 500.
 BAD_PATH_IDS = ["123", "a" * 25, "a" * 23, "g" * 24, "0123456789abcdef0123456z", '{"$ne":null}', "null",
                 '["' + "a" * 24 + '"]', "-1"]
 BAD_BODY_IDS = ["123", "a" * 25, "g" * 24, "", {"$ne": None}, 123, 1.5, ["a" * 24], None, True]
@@ -87,7 +87,7 @@ def err(route: str, who: str | None, body: dict | None, status: int, error: str,
     return pytest.param(route, who, body, status, error, id=f"{route} | {why}")
 
 
-# --- every error of CONTRACT.md A.4, with the check order of A.1 ----------------------------------------
+# --- every error of docs/openapi.json, with the check order of its info --------------------------------
 
 ERRORS = [
     # POST /conversations (candidate) {supervisorId}

@@ -1,4 +1,4 @@
-"""An acknowledged message survives ``kill -9`` (CONTRACT.md B.1/B.2): the real ``python -m livechat``
+"""An acknowledged message survives ``kill -9`` (README "WebSocket"): the real ``python -m livechat``
 with its embedded database in a temporary data directory is killed mid-conversation and started
 again on the same directory."""
 

@@ -15,6 +15,7 @@ import aiohttp
 import pymongo
 import pytest
 
+from tests.conftest import PASSWORD
 from tests.processes import Client, Livechat, RestartableDatabase, Socket, livechat_env
 from tests.contract import NOT_JOINED, UNAVAILABLE
 
@@ -431,3 +432,39 @@ async def test_read_receipts_and_notes_across_processes(tmp_path, mongo_uri):
         assert [i["unread"] for i in items if i["_id"] == conv] == [0]
         await cand.drain(0.5)
         assert "NEW_NOTE" not in [f["event"] for f in cand.frames] and "staff only" not in str(cand.frames)
+
+
+async def closed_unauthorized(sock: Socket, timeout: float = 1.0) -> None:
+    """ERROR ``Unauthorized or invalid token``, then a close frame with 4401, within ``timeout``."""
+    async with asyncio.timeout(timeout):
+        while True:
+            msg = await sock.ws.receive()
+            if msg.type is not aiohttp.WSMsgType.TEXT:
+                break
+            sock.frames.append(msg.json())
+    assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, 4401), msg
+    assert sock.frames[-1] == {"event": "ERROR", "data": {"message": "Unauthorized or invalid token"}}
+
+
+async def test_revocation_closes_sockets_on_every_process(tmp_path, mongo_uri):
+    """logout-all, a password change and a role change on one process close that user's sockets
+    on the other within a second (the users change stream), and its old tokens get 401 there."""
+    async with cluster(tmp_path, mongo_uri, 2) as (_, (p1, p2)):
+        admin = await p1.user("admin")
+        supervisor = await p1.user("supervisor")
+        for revoke in ("logout-all", "password", "role"):
+            user = await p1.user("candidate")
+            here, there = await p1.socket(user), await p2.socket(user)
+            for sock in (here, there):
+                await sock.emit("SUBSCRIBE_INBOX", {})
+                await sock.expect("INBOX_SUBSCRIBED")
+            if revoke == "logout-all":
+                await p1.call("POST", "/auth/logout-all", user["token"])
+            elif revoke == "password":
+                await p1.call("POST", "/auth/password", user["token"],
+                              {"currentPassword": PASSWORD, "newPassword": "a brand new password"})
+            else:
+                await p1.call("PATCH", f"/admin/users/{user['_id']}", admin["token"],
+                              {"role": "agent", "supervisorId": supervisor["_id"]})
+            await asyncio.gather(closed_unauthorized(here), closed_unauthorized(there))
+            await p2.call("GET", "/auth/me", user["token"], status=401)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -97,3 +99,19 @@ def test_create_admin_is_idempotent_and_never_prints_the_password(tmp_path):
     finally:
         server.stop()
     assert password not in server.log.read_text()
+
+
+@pytest.mark.parametrize("target", ["preflight", "test"])
+def test_make_test_names_a_missing_browser_before_any_test_runs(target):
+    """A fresh machine without Chromium: one line saying what to run, before pytest starts (never
+    three failing browser tests after two minutes). LIVECHAT_NO_INSTALL keeps root from installing."""
+    make = shutil.which("make")
+    assert make, "make is part of the README's two commands"
+    env = {**os.environ, "LIVECHAT_CHROMIUM": "/nonexistent/chromium", "LIVECHAT_NO_INSTALL": "1"}
+    proc = subprocess.run([make, "-s", target, "PYTEST_ARGS=--co -q"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("make test:")]
+    assert lines == ["make test: no Chromium at /nonexistent/chromium for the browser tests; run: sudo apt-get "
+                     "install chromium (or set LIVECHAT_CHROMIUM=/path/to/chromium)"], proc.stderr
+    assert "collected" not in proc.stdout and "test session starts" not in proc.stdout  # pytest never ran

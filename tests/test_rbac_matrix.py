@@ -1,5 +1,5 @@
-"""Who may call which REST route or send which WebSocket event (CONTRACT.md A.1, A.2, A.4, B.3, B.7,
-C.2–C.7), as one table.
+"""Who may call which REST route or send which WebSocket event (docs/openapi.json, docs/asyncapi.yaml,
+the policy table in livechat/domain/policy.py), as one table.
 
 Every case runs against a fresh World (see tests/conversations_helpers.py):
 

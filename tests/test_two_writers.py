@@ -1,5 +1,5 @@
 """Two server processes writing into one conversation still give contiguous, unique seqs and keep
-each sender's order (CONTRACT.md B.1; the unique index plus renumbering in domain/messages.py)."""
+each sender's order (README "WebSocket"; the unique index plus renumbering in domain/messages.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every WebSocket event and every error text of CONTRACT.md A.6, played by several clients at once:
+"""Every WebSocket event and every error text of docs/asyncapi.yaml, played by several clients at once:
 the candidate, the assigned agent, outsiders, and staff who may not chat (supervisor, admin)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Liveness and limits of the WebSocket (CONTRACT.md B.4): slow consumers, oversize and binary frames,
+"""Liveness and limits of the WebSocket (docs/asyncapi.yaml close codes, README "WebSocket"): slow consumers, oversize and binary frames,
 dead peers, floods, too many sockets and a graceful shutdown."""
 
 from __future__ import annotations
@@ -169,6 +169,25 @@ async def test_a_flood_gets_too_many_messages_and_sustained_abuse_closes_1008(ap
     frames = await flooder.closed_with(POLICY)
     assert frames and frames[-1] == {"event": "ERROR", "data": {"message": TOO_MANY_MESSAGES}}
     await eventually(lambda: sockets_of(scene.client, scene.candidate) == 0, what="flooder unregistered")
+
+
+async def test_joins_are_rate_limited_like_sends(app_client, mongo_uri):
+    """JOIN_CONVERSATION reads the database: a burst passes, the excess gets ERROR, sustained
+    abuse closes 1008 — in a bucket of its own, so joining never eats the send budget."""
+    scene = await scene_with(app_client, mongo_uri, rate_burst=3, rate_per_second=0.5, abuse_strikes=6)
+    peer = await scene.connect(scene.candidate)
+    for _ in range(5):
+        await peer.emit("JOIN_CONVERSATION", {"conversationId": scene.conv_id})
+    replies = [await peer.recv() for _ in range(5)]
+    assert [r["event"] for r in replies] == ["JOINED_CONVERSATION"] * 3 + ["ERROR"] * 2
+    assert replies[-1]["data"] == {"message": TOO_MANY_MESSAGES}
+    ack = await peer.sent(scene.conv_id, "still allowed", "s1")  # sends have their own bucket
+    assert ack["seq"] == 1
+    with contextlib.suppress(ConnectionError):
+        for _ in range(10):
+            await peer.emit("JOIN_CONVERSATION", {"conversationId": scene.conv_id})
+    frames = await peer.closed_with(POLICY)
+    assert frames[-1] == {"event": "ERROR", "data": {"message": TOO_MANY_MESSAGES}}
 
 
 async def test_a_user_may_hold_only_so_many_sockets(app_client, mongo_uri):

@@ -1,5 +1,5 @@
 """A database outage under live chat: sends get ERROR, nothing unstored is broadcast, and the
-same sockets work again when the database is back (CONTRACT.md B.4/B.5)."""
+same sockets work again when the database is back (README "Health")."""
 
 from __future__ import annotations
 

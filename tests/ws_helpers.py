@@ -1,4 +1,4 @@
-"""Shared tools of the WebSocket suite (CONTRACT.md A.6, B.1–B.4): a client socket that speaks the
+"""Shared tools of the WebSocket suite (docs/asyncapi.yaml): a client socket that speaks the
 protocol (``Peer``) and the usual cast around one conversation (``Scene``): supervisor S, agent A of
 S, candidate C whose conversation is addressed to S and (by default) assigned to A."""
 

@@ -1,4 +1,4 @@
-"""Analytics a support lead uses (CONTRACT.md C.8, README "Analytics"): per supervisor, agent or
+"""Analytics a support lead uses (README "Analytics"): per supervisor, agent or
 UTC day, for conversations created in a period — volume, and how long customers waited for an
 agent, for the first answer and for the resolution.
 

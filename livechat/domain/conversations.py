@@ -1,6 +1,6 @@
 """Conversation rules: create, assign, view, close, list, history — shared by REST and WebSocket.
 
-Every method checks in the contract's order (CONTRACT.md A.1): role (403) → the request was
+Every method checks in the contract's order (docs/openapi.json, info): role (403) → the request was
 already parsed by the edge (400) → existence (404) → relationship (403) → state (400/409).
 State changes are single conditional updates in storage, so a race can only ever lose cleanly.
 """

@@ -97,6 +97,9 @@ class MessageService:
     max_batch: int = 512
     max_queued: int = 50_000
     clock: Callable[[], datetime] = utcnow  # the messages' createdAt (tests control it)
+    # Observers (the metrics): the size of each batch, and how many messages each insert stored.
+    on_batch: Callable[[int], None] = lambda size: None
+    on_stored: Callable[[int], None] = lambda count: None
     _queue: asyncio.Queue[Draft | _Step | object] = field(init=False, factory=asyncio.Queue)
     _next_seq: OrderedDict[ObjectId, int] = field(init=False, factory=OrderedDict)
     _accepting: bool = field(init=False, default=True)
@@ -148,6 +151,7 @@ class MessageService:
                     break
                 item = self._queue.get_nowait()
             if batch:
+                self.on_batch(len(batch))
                 await self._write_batch(batch)
             if control is _STOP:
                 return
@@ -231,6 +235,7 @@ class MessageService:
                 facts = None
             else:
                 stored, duplicate = await insert
+            self.on_stored(stored)
             for item in pending[:stored]:
                 self._deliver(item.draft, item.message, fresh=True)
                 answered.add(id(item.draft))

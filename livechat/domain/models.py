@@ -52,12 +52,24 @@ class User:
     password_hash: str = field(repr=False)
     supervisor_id: ObjectId | None = None
     created_at: datetime = field(factory=utcnow)
+    # Written into every token at issue; raising it (logout-all, a password or role change)
+    # rejects every earlier token. Absent on older documents: 0.
+    token_version: int = 0
 
     @classmethod
     def new(cls, *, name: str, email: str, role: Role, password_hash: str,
             supervisor_id: ObjectId | None = None) -> User:
         return cls(id=ObjectId(), name=name, email=email, role=role, password_hash=password_hash,
                    supervisor_id=supervisor_id if role is Role.AGENT else None)
+
+
+@frozen
+class TokensRevoked:
+    """Every token of ``user_id`` older than ``token_version`` is void (what the change feed
+    tells other processes about a user: its id and version, never its password hash)."""
+
+    user_id: ObjectId
+    token_version: int
 
 
 @frozen

@@ -34,6 +34,7 @@ class Action(enum.Enum):
     TRANSFER = "transfer"
     READ_ROUTING = "read routing"
     CHANGE_ROUTING = "change routing"
+    CHANGE_ROLE = "change a user's role"
     # WebSocket
     JOIN = "join"
     SEND = "send message"
@@ -89,6 +90,7 @@ RULES: dict[Action, Rule] = {
     Action.TRANSFER: Rule(STAFF, IN_CHARGE | {Relation.ASSIGNED_AGENT}),
     Action.READ_ROUTING: Rule(frozenset({ADMIN, SUPERVISOR})),
     Action.CHANGE_ROUTING: Rule(frozenset({ADMIN, SUPERVISOR})),
+    Action.CHANGE_ROLE: Rule(frozenset({ADMIN})),
     Action.JOIN: Rule(frozenset({CANDIDATE, AGENT}), IN_THE_CHAT,
                       FORBIDDEN_FOR_ROLE, NOT_ALLOWED, unknown_is_forbidden=True),
     Action.SEND: Rule(frozenset({CANDIDATE, AGENT}), IN_THE_CHAT,
@@ -184,7 +186,7 @@ def listing_scope(user: User) -> dict[str, ObjectId]:
     return {field: user.id}
 
 
-# --- accounts (CONTRACT.md B.6) ---------------------------------------------------------------
+# --- accounts (README "Profiles") -------------------------------------------------------------
 
 
 def ensure_may_create_account(actor: User | None, role: Role, supervisor_id: ObjectId | None,

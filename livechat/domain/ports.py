@@ -26,6 +26,11 @@ class UserRepo(Protocol):
     async def list_by_role(self, role: Role, *, supervisor_id: ObjectId | None = None,
                            after: ObjectId | None = None, limit: int = 100) -> list[User]: ...
     async def names(self, user_ids: list[ObjectId]) -> dict[ObjectId, str]: ...
+    async def revoke_tokens(self, user_id: ObjectId, *, password_hash: str | None = None,
+                            role: Role | None = None, supervisor_id: ObjectId | None = None) -> User | None:
+        """Raise the user's token version by one, with a new password hash or a new role (and
+        supervisor) in the same write; the updated user, or None when there is none."""
+        ...
 
 
 @frozen

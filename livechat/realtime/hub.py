@@ -23,6 +23,7 @@ from aiohttp import web
 from bson import ObjectId
 
 from livechat.domain.models import User
+from livechat.metrics import Metrics
 from livechat.realtime import protocol
 
 log = logging.getLogger(__name__)
@@ -41,8 +42,10 @@ class Connection:
     """One authenticated WebSocket: who it is, the rooms it is in, and its outbox."""
 
     def __init__(self, ws: web.WebSocketResponse, user: User, *, outbox_size: int, send_timeout: float,
-                 request_id: str, transport: asyncio.Transport | None = None) -> None:
+                 request_id: str, transport: asyncio.Transport | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.ws = ws
+        self._metrics = metrics
         self.user = user
         self.request_id = request_id
         self.rooms: set[ObjectId] = set()
@@ -68,6 +71,8 @@ class Connection:
             return
         if self._is_slow():
             log.warning("dropping slow websocket client (user %s, request %s)", self.user.id, self.request_id)
+            if self._metrics is not None:
+                self._metrics.slow_consumer_drops.inc()
             self.close(protocol.CLOSE_TRY_LATER, "slow consumer", now=True)
             return
         self._outbox.put_nowait(frame)
@@ -186,7 +191,10 @@ class Room:
 
 
 class Hub:
-    def __init__(self, max_sockets_per_user: int) -> None:
+    def __init__(self, max_sockets_per_user: int, metrics: Metrics | None = None) -> None:
+        self.metrics = metrics or Metrics()
+        self._delivered = self.metrics.messages_delivered
+        self.metrics.open_sockets.set_function(lambda: self.count)
         self._max_per_user = max_sockets_per_user
         self._rooms: dict[ObjectId, Room] = {}
         self._by_user: dict[ObjectId, set[Connection]] = {}
@@ -211,8 +219,20 @@ class Hub:
                 del self._by_user[conn.user.id]
 
     @property
+    def count(self) -> int:
+        return sum(len(sockets) for sockets in self._by_user.values())
+
+    @property
     def connections(self) -> Iterable[Connection]:
         return [c for sockets in self._by_user.values() for c in sockets]
+
+    def revoke(self, user_id: ObjectId, token_version: int) -> int:
+        """Close (4401) the user's sockets opened with a token older than ``token_version``; how many."""
+        closing = [c for c in self._by_user.get(user_id, ()) if c.user.token_version < token_version]
+        for conn in closing:
+            conn.send(protocol.error(protocol.UNAUTHORIZED))
+            conn.close(protocol.CLOSE_UNAUTHORIZED, "token revoked")
+        return len(closing)
 
     def members(self, room: ObjectId) -> set[Connection]:
         found = self._rooms.get(room)
@@ -289,12 +309,15 @@ class Hub:
             self._broadcast(found, room, found.top + 1, frame, exclude)
         return bool(found.ahead)
 
-    @staticmethod
-    def _broadcast(found: Room, room: ObjectId, seq: int, frame: str, exclude: Connection | None) -> None:
+    def _broadcast(self, found: Room, room: ObjectId, seq: int, frame: str, exclude: Connection | None) -> None:
         found.top = seq
+        sent = 0
         for conn in list(found.members):
             if conn is not exclude:
                 conn.send(frame, room, seq)
+                sent += 1
+        if sent:
+            self._delivered.inc(sent)
 
     def evict(self, room: ObjectId, user_id: ObjectId) -> None:
         for conn in list(self.members(room)):

@@ -9,6 +9,7 @@ oversize frame (1009, by aiohttp) and a bug in our own handling (1011, logged wi
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,7 +21,7 @@ from livechat.domain import policy
 from livechat.domain.messages import Draft
 from livechat.domain.models import ConversationStatus, User, unread
 from livechat.domain.policy import Action
-from livechat.errors import ALREADY_CLOSED, DomainError, Forbidden, InvalidInput, Unauthenticated
+from livechat.errors import ALREADY_CLOSED, DomainError, Forbidden, InvalidInput, TooManyRequests, Unauthenticated
 from livechat.keys import request_id_key, services_key, settings_key
 from livechat.realtime import protocol
 from livechat.realtime.hub import Connection
@@ -33,6 +34,7 @@ routes = web.RouteTableDef()
 
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 INBOX_FIRST_PAGE = 100  # GET /conversations' default page
+TOO_MANY_UPGRADES = "Too many connection attempts, try again later"
 
 
 class TokenBucket:
@@ -53,17 +55,20 @@ class TokenBucket:
 
 
 def origin_allowed(request: web.Request) -> bool:
-    """Browsers send Origin; other clients do not, and are allowed. Same-origin always is."""
+    """Browsers send Origin; other clients do not, and are allowed. Same-origin always is. The
+    allowed origins are ``http.allowed_origins``, or when that is empty the configured CORS
+    origins (an app allowed to call the API may open its socket; ``*`` allows any origin)."""
     origin = request.headers.get("Origin")
     if origin is None:
         return True
     settings = request.app[settings_key]
-    if origin in settings.http.allowed_origins:
+    allowed = settings.http.allowed_origins or settings.http.cors_origin
+    if origin in allowed or "*" in allowed:
         return True
     parts = urlsplit(origin)
     if parts.netloc and parts.netloc == request.host:
         return True
-    return not settings.is_production and not settings.http.allowed_origins and parts.hostname in LOOPBACK_HOSTS
+    return not settings.is_production and not allowed and parts.hostname in LOOPBACK_HOSTS
 
 
 @routes.get("/ws")
@@ -74,10 +79,18 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     services = request.app[services_key]
     # aiohttp refuses a message of max_msg_size bytes already; the limit is "over max_frame_bytes".
     ws = web.WebSocketResponse(heartbeat=settings.heartbeat, max_msg_size=settings.max_frame_bytes + 1)
+    client = request.remote or "unknown"
+    failures = services.upgrade_failures
+    if failures is not None:
+        wait = failures.retry_after(client)
+        if wait > 0:  # refused before upgrading: a flood of bad tokens costs no socket and no lookup
+            raise TooManyRequests(TOO_MANY_UPGRADES, retry_after=max(1, math.ceil(wait)))
     try:
         user = await services.auth.authenticate(request.query.get("token") or bearer_token(request))
     except DomainError as exc:
         unauthenticated = isinstance(exc, Unauthenticated)
+        if unauthenticated and failures is not None:
+            failures.fail(client)
         await ws.prepare(request)
         await ws.send_str(protocol.error(protocol.UNAUTHORIZED if unauthenticated else exc.message))
         await ws.close(code=protocol.CLOSE_UNAUTHORIZED if unauthenticated else protocol.CLOSE_TRY_LATER,
@@ -85,14 +98,15 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         return ws
     await ws.prepare(request)
     conn = Connection(ws, user, outbox_size=settings.outbox_size, send_timeout=settings.send_timeout,
-                      request_id=request[request_id_key], transport=request.transport)
+                      request_id=request[request_id_key], transport=request.transport,
+                      metrics=services.hub.metrics)
     if not services.hub.register(conn):
         conn.send(protocol.error(protocol.TOO_MANY_CONNECTIONS))
         conn.close(protocol.CLOSE_POLICY, "too many connections")
         await conn.wait_closed(settings.send_timeout)
         return ws
     session = Session(services, conn, TokenBucket(settings.rate_burst, settings.rate_per_second),
-                      settings.abuse_strikes)
+                      settings.abuse_strikes, joins=TokenBucket(settings.rate_burst, settings.rate_per_second))
     try:
         await services.presence.connected(user)
         async for msg in ws:
@@ -121,11 +135,14 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
 class Session:
     """One socket's conversation with the server: frames in, service calls, events out."""
 
-    def __init__(self, services: Services, conn: Connection, bucket: TokenBucket, abuse_strikes: int) -> None:
+    def __init__(self, services: Services, conn: Connection, bucket: TokenBucket, abuse_strikes: int, *,
+                 joins: TokenBucket | None = None) -> None:
         self.services = services
         self.conn = conn
         self.user: User = conn.user
         self.bucket = bucket
+        # JOIN_CONVERSATION reads the database each time: limited like sends, in a bucket of its own.
+        self.joins = joins or TokenBucket(int(bucket.capacity), bucket.rate)
         self.abuse_strikes = abuse_strikes
         self.strikes = 0
         self.handlers = {
@@ -161,7 +178,21 @@ class Session:
         except DomainError as exc:
             self.error(exc.message)
 
+    def throttled(self, bucket: TokenBucket, client_id: str | None = None) -> bool:
+        """Over the rate: ERROR ``Too many messages`` (and 1008 once abuse goes on); ``True`` then."""
+        if bucket.take():
+            self.strikes = 0
+            return False
+        self.services.hub.metrics.rate_limited.inc()
+        self.strikes += 1
+        self.error(protocol.TOO_MANY_MESSAGES, client_id)
+        if self.strikes >= self.abuse_strikes:
+            self.conn.close(protocol.CLOSE_POLICY, "message flood")
+        return True
+
     async def join(self, data: dict[str, Any]) -> None:
+        if self.throttled(self.joins):
+            return
         policy.ensure_role(self.user, Action.JOIN)
         req = parse(data, protocol.Join)
         conversations, room = self.services.conversations, req.conversation_id
@@ -190,13 +221,8 @@ class Session:
     async def send_message(self, data: dict[str, Any]) -> None:
         client_id = data.get("clientMessageId")
         client_id = client_id if protocol.is_client_message_id(client_id) else None  # errors repeat a valid one
-        if not self.bucket.take():
-            self.strikes += 1
-            self.error(protocol.TOO_MANY_MESSAGES, client_id)
-            if self.strikes >= self.abuse_strikes:
-                self.conn.close(protocol.CLOSE_POLICY, "message flood")
+        if self.throttled(self.bucket, client_id):
             return
-        self.strikes = 0
         try:
             policy.ensure_role(self.user, Action.SEND)
             req = parse(data, protocol.Send)

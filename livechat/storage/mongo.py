@@ -14,6 +14,7 @@ import functools
 import inspect
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -29,7 +30,7 @@ from cattrs.preconf.bson import make_converter
 from livechat.config import DatabaseSettings, Driver
 from livechat.domain.models import (ACTIVE_STATUSES, LAST_MESSAGE_CHARS, AgentPresence, Assignment, Conversation,
                                     ConversationStatus, Distribution, GroupBy, LastMessage, Message, Note, Presence,
-                                    ReadMark, Role, Routing, SummaryRow, SupervisorStats, User, side_of)
+                                    ReadMark, Role, Routing, SummaryRow, SupervisorStats, TokensRevoked, User, side_of)
 from livechat.domain.ports import Change, DuplicateOf, HistoryLost, Latest
 from livechat.errors import Conflict, Unavailable
 from livechat.naming import camel
@@ -84,25 +85,35 @@ def _is_outage(exc: pymongo.errors.PyMongoError) -> bool:
 
 
 def translate_errors(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-    """Turn a lost or slow database into ``Unavailable`` so the edge answers 503, not 500."""
+    """Turn a lost or slow database into ``Unavailable`` so the edge answers 503, not 500; time
+    the operation for the repository's ``observe_db`` (the metrics), when it has one."""
+    operation = method.__qualname__.removeprefix("Mongo")  # e.g. "UserRepo.get"
 
     @functools.wraps(method)
-    async def wrapper(*args: Any, **kwargs: Any) -> T:
+    async def wrapper(self: Any, *args: Any, **kwargs: Any) -> T:
+        started = time.perf_counter()
         try:
-            return await method(*args, **kwargs)
+            return await method(self, *args, **kwargs)
         except pymongo.errors.PyMongoError as exc:
             if _is_outage(exc):
                 log.warning("database unavailable: %s", type(exc).__name__)
                 raise Unavailable() from exc
             raise
+        finally:
+            if self.observe_db is not None:
+                self.observe_db(operation, time.perf_counter() - started)
 
     return wrapper
+
+
+class _Repo:
+    observe_db: Callable[[str, float], None] | None = None  # set by MongoStore
 
 
 # --- repositories -------------------------------------------------------------------------------
 
 
-class MongoUserRepo:
+class MongoUserRepo(_Repo):
     def __init__(self, collection: Any) -> None:
         self._c = collection
 
@@ -140,6 +151,18 @@ class MongoUserRepo:
     async def names(self, user_ids: list[ObjectId]) -> dict[ObjectId, str]:
         docs = await self._c.find({"_id": {"$in": user_ids}}, {"name": 1}).to_list(None)
         return {d["_id"]: d["name"] for d in docs}
+
+    @translate_errors
+    async def revoke_tokens(self, user_id: ObjectId, *, password_hash: str | None = None,
+                            role: Role | None = None, supervisor_id: ObjectId | None = None) -> User | None:
+        update: dict[str, Any] = {"$inc": {"tokenVersion": 1}}
+        if password_hash is not None:
+            update["$set"] = {"passwordHash": password_hash}
+        if role is not None:
+            update["$set"] = {"role": role.value, "supervisorId": supervisor_id}
+        doc = await self._c.find_one_and_update({"_id": user_id}, update,
+                                                return_document=pymongo.ReturnDocument.AFTER)
+        return from_document(doc, User) if doc else None
 
     @translate_errors
     async def list_by_role(self, role: Role, *, supervisor_id: ObjectId | None = None,
@@ -181,14 +204,14 @@ def _summary_match(start: datetime, end: datetime, supervisor_id: ObjectId | Non
     return match
 
 
-class MongoConversationRepo:
+class MongoConversationRepo(_Repo):
     def __init__(self, collection: Any, users: Any, messages: Any) -> None:
         self._c = collection
         self._users = users
         self._messages = messages  # read once, by the start-up backfill of the analytics facts
 
     async def ensure_indexes(self) -> None:
-        # One active conversation per candidate, enforced by the database (CONTRACT.md A.4).
+        # One active conversation per candidate, enforced by the database (409 on POST /conversations, docs/openapi.json).
         await self._c.create_index("candidateId", unique=True, name="one_active_per_candidate",
                                    partialFilterExpression={"status": {"$in": ACTIVE}})
         await self._c.create_index([("candidateId", 1), ("_id", -1)], name="by_candidate")
@@ -513,13 +536,13 @@ def _latest_fields(latest: Latest) -> dict[str, Any]:
     return fields
 
 
-class MongoMessageRepo:
+class MongoMessageRepo(_Repo):
     def __init__(self, collection: Any, writer: str) -> None:
         self._c = collection
         self._writer = writer
 
     async def ensure_indexes(self) -> None:
-        # Contiguous, unique order per conversation (CONTRACT.md B.1) and idempotent resends (B.2).
+        # Contiguous, unique order per conversation and idempotent resends (README "WebSocket").
         await self._c.create_index([("conversationId", 1), ("seq", 1)], unique=True, name="seq_unique")
         await self._c.create_index([("conversationId", 1), ("senderId", 1), ("clientMessageId", 1)],
                                    unique=True, name="client_message_unique",
@@ -575,7 +598,7 @@ class MongoMessageRepo:
         return [from_document(d, Message) for d in await cursor.to_list(None)]
 
 
-class MongoReadRepo:
+class MongoReadRepo(_Repo):
     """Read watermarks: one document per participant and conversation, only ever moved forward."""
 
     def __init__(self, collection: Any, writer: str) -> None:
@@ -617,7 +640,7 @@ class MongoReadRepo:
         return {d["userId"]: d["seq"] for d in docs}
 
 
-class MongoNoteRepo:
+class MongoNoteRepo(_Repo):
     """Private staff notes: a collection of their own, which no message query ever reads."""
 
     def __init__(self, collection: Any, writer: str) -> None:
@@ -654,7 +677,7 @@ class MongoNoteRepo:
         return [from_document(d, Note) for d in docs]
 
 
-class MongoRoutingRepo:
+class MongoRoutingRepo(_Repo):
     def __init__(self, collection: Any) -> None:
         self._c = collection
 
@@ -680,7 +703,7 @@ class MongoRoutingRepo:
 UPSERT_ATTEMPTS = 3
 
 
-class MongoPresenceRepo:
+class MongoPresenceRepo(_Repo):
     """One document per agent: its chosen status and the processes holding one of its sockets
     (process → since when); one heartbeat document per process (when it counts as dead), renewed
     by the process — one write per renewal however many agents it serves."""
@@ -755,10 +778,18 @@ _FOLLOWED = {"messages": Message, "conversations": Conversation, "presence": Age
              "reads": ReadMark, "notes": Note}
 # The message writer's analytics facts (``messageCount``, with ``firstAgentMessageAt``) change a
 # conversation with every batch but concern no socket: the stream leaves those updates out, so
-# they cost the other processes nothing.
-_CHANGES_PIPELINE = [{"$match": {"ns.coll": {"$in": list(_FOLLOWED)},
-                                 "operationType": {"$in": ["insert", "update", "replace"]},
-                                 "updateDescription.updatedFields.messageCount": {"$exists": False}}}]
+# they cost the other processes nothing. Of ``users`` only token revocations (an update that
+# raises ``tokenVersion``) are followed, and only the id and the version leave the database: the
+# projection drops every other field, so no password hash ever travels in the stream.
+_USERS = "users"
+_CHANGES_PIPELINE = [
+    {"$match": {"operationType": {"$in": ["insert", "update", "replace"]},
+                "$or": [{"ns.coll": {"$in": list(_FOLLOWED)},
+                         "updateDescription.updatedFields.messageCount": {"$exists": False}},
+                        {"ns.coll": _USERS, "operationType": "update",
+                         "updateDescription.updatedFields.tokenVersion": {"$exists": True}}]}},
+    {"$project": {"fullDocument.passwordHash": 0, "updateDescription": 0}},
+]
 _CANNOT_RESUME = {260, 280, 286}  # InvalidResumeToken, ChangeStreamFatalError, ChangeStreamHistoryLost
 _NEEDS_REPLICA_SET = {40573, 40324}
 
@@ -782,7 +813,8 @@ def _stream_error(exc: pymongo.errors.PyMongoError) -> Exception:
 class MongoStore:
     """One database: its repositories, its change stream and the health probe."""
 
-    def __init__(self, db: Any, writer: str | None = None) -> None:
+    def __init__(self, db: Any, writer: str | None = None,
+                 observe_db: Callable[[str, float], None] | None = None) -> None:
         self._db = db
         self.writer = writer or str(ObjectId())  # this process, as its message documents name it
         self.users = MongoUserRepo(db["users"])
@@ -792,6 +824,9 @@ class MongoStore:
         self.presence = MongoPresenceRepo(db["presence"], db["presence_processes"])
         self.reads = MongoReadRepo(db["reads"], self.writer)
         self.notes = MongoNoteRepo(db["notes"], self.writer)
+        for repo in (self.users, self.conversations, self.messages, self.routing, self.presence, self.reads,
+                     self.notes):
+            repo.observe_db = observe_db
 
     @contextlib.asynccontextmanager
     async def changes(self, resume_after: Any | None) -> AsyncIterator[AsyncIterator[Change]]:
@@ -819,7 +854,12 @@ class MongoStore:
             if event is None:
                 yield Change(stream.resume_token)
                 continue
-            doc, cls = event.get("fullDocument"), _FOLLOWED.get(event["ns"]["coll"])
+            doc, coll = event.get("fullDocument"), event["ns"]["coll"]
+            if coll == _USERS and doc is not None:
+                revoked = TokensRevoked(doc["_id"], int(doc.get("tokenVersion", 0)))
+                yield Change(stream.resume_token, event.get("wallTime"), revoked)
+                continue
+            cls = _FOLLOWED.get(coll)
             if doc is None or cls is None or doc.get(WRITER) == self.writer:
                 yield Change(stream.resume_token, event.get("wallTime"))
             else:
@@ -847,8 +887,8 @@ def client_class(driver: Driver) -> Callable[..., Any]:
 
 
 @contextlib.asynccontextmanager
-async def open_store(cfg: DatabaseSettings, uri: str | None = None, *,
-                     database: str | None = None) -> AsyncIterator[MongoStore]:
+async def open_store(cfg: DatabaseSettings, uri: str | None = None, *, database: str | None = None,
+                     observe_db: Callable[[str, float], None] | None = None) -> AsyncIterator[MongoStore]:
     """Connect, check the server answers (fail fast on a wrong URI), create indexes (a no-op
     when they exist), yield the store, close the client."""
     uri = uri or cfg.uri
@@ -863,7 +903,7 @@ async def open_store(cfg: DatabaseSettings, uri: str | None = None, *,
     )
     try:
         db = client.get_database(database or cfg.name, codec_options=CodecOptions(tz_aware=True))
-        store = MongoStore(db)
+        store = MongoStore(db, observe_db=observe_db)
         await store.ping()
         await store.ensure_indexes()
         yield store

@@ -18,5 +18,5 @@ class AccessLogger(AbstractAccessLogger):
         self.logger.info(
             '%s "%s %s" %s %.1fms rid=%s',
             request.remote, request.method, request.rel_url.raw_path, response.status, time * 1000,
-            request.get(request_id_key, "-"),
+            request.get(request_id_key, "-"), extra={"request_id": request.get(request_id_key)},
         )

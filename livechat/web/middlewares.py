@@ -1,22 +1,25 @@
-"""Middlewares: CORS (outermost) and the error envelope for everything, router errors included."""
+"""Middlewares: the metrics (outermost: they see the final status), CORS, and the error envelope
+for everything, router errors included."""
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from livechat.errors import INTERNAL, INVALID_SCHEMA, DomainError, TooManyRequests
-from livechat.keys import request_id_key
+from livechat.keys import request_id_key, started_key
+from livechat.metrics import UNMATCHED, Metrics
 from livechat.web.http import fail
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-# Framework errors, worded as the contract says (CONTRACT.md A.1).
+# Framework errors, worded as the contract says (docs/openapi.json, info).
 HTTP_MESSAGES = {
     400: INVALID_SCHEMA,
     404: "Route not found",
@@ -49,6 +52,27 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     if not response.prepared:
         response.headers["X-Request-Id"] = request_id
     return response
+
+
+def metrics_middleware(metrics: Metrics):
+    """Requests by method, route template and status, and their latency up to the response's
+    headers. Counted when the headers go out (``on_response_prepare``): a WebSocket at its upgrade
+    (101, no latency sample), a request whose client left before any answer not at all."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        request[started_key] = time.perf_counter()
+        return await handler(request)
+
+    async def on_response_prepare(request: web.Request, response: web.StreamResponse) -> None:
+        started = request.get(started_key)
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else UNMATCHED
+        seconds = None if started is None or response.status == 101 else time.perf_counter() - started
+        metrics.request(request.method, route, response.status, seconds)
+
+    middleware.on_response_prepare = on_response_prepare  # the app registers it (app.py)
+    return middleware
 
 
 def cors_middleware(origins: tuple[str, ...]):

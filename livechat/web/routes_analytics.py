@@ -1,4 +1,4 @@
-"""The analytics summary over REST (CONTRACT.md C.8): parse the period, grouping and format,
+"""The analytics summary over REST (docs/openapi.json, README "Analytics"): parse the period, grouping and format,
 call the service, render JSON or CSV. ``GET /admin/analytics`` (A.4) stays in routes_conversations."""
 
 from __future__ import annotations

@@ -1,13 +1,16 @@
-"""POST /auth/signup, POST /auth/login, GET /auth/me (CONTRACT.md A.4)."""
+"""POST /auth/signup, POST /auth/login, GET /auth/me (docs/openapi.json); token revocation:
+POST /auth/logout-all, POST /auth/password, PATCH /admin/users/:id (README "Operations")."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from livechat.domain.auth import LoginRequest, SignupRequest
+from livechat.domain import policy
+from livechat.domain.auth import LoginRequest, PasswordChange, RoleChange, SignupRequest
+from livechat.domain.policy import Action
 from livechat.errors import NotFound
 from livechat.keys import services_key
-from livechat.serialization import user_view
+from livechat.serialization import parse_object_id, user_view
 from livechat.web.http import bearer_token, ok, parse_body
 
 routes = web.RouteTableDef()
@@ -35,3 +38,30 @@ async def me_handler(request: web.Request) -> web.Response:
     auth = request.app[services_key].auth
     user = await auth.authenticate(bearer_token(request), deleted=NotFound("User not found"))
     return ok(user_view(user))
+
+
+@routes.post("/auth/logout-all")
+async def logout_all_handler(request: web.Request) -> web.Response:
+    auth = request.app[services_key].auth
+    user = await auth.authenticate(bearer_token(request))
+    await auth.logout_all(user)
+    return ok({"loggedOut": True})
+
+
+@routes.post("/auth/password")
+async def password_handler(request: web.Request) -> web.Response:
+    auth = request.app[services_key].auth
+    user = await auth.authenticate(bearer_token(request))
+    req = await parse_body(request, PasswordChange)
+    token = await auth.change_password(user, req, client=request.remote or "unknown")
+    return ok({"token": token})
+
+
+@routes.patch("/admin/users/{id:[^/]+}")
+async def change_role_handler(request: web.Request) -> web.Response:
+    auth = request.app[services_key].auth
+    actor = await auth.authenticate(bearer_token(request))
+    policy.ensure_role(actor, Action.CHANGE_ROLE)
+    user_id = parse_object_id(request.match_info["id"])
+    req = await parse_body(request, RoleChange)
+    return ok(user_view(await auth.change_role(actor, user_id, req)))

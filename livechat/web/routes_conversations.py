@@ -1,4 +1,4 @@
-"""Conversations, directories and analytics over REST (CONTRACT.md A.4, B.3, B.7).
+"""Conversations, directories and analytics over REST (docs/openapi.json).
 
 Each handler: authenticate (401) → role gate (403) → parse (400) → one service call → render.
 """

@@ -31,7 +31,7 @@ from tests.ws_helpers import Peer
 # What an attacker puts where a string or an id belongs: MongoDB operators and arrays.
 HOSTILE_VALUES: tuple[Any, ...] = ({"$ne": None}, {"$gt": ""}, {"$where": "1"}, ["x"], [])
 
-# Fields a client must never be able to set (CONTRACT.md A.3: the server owns them).
+# Fields a client must never be able to set (docs/openapi.json schemas: the server owns them).
 SERVER_FIELDS = ("_id", "passwordHash", "role", "status", "agentId", "candidateId", "supervisorId",
                  "createdAt", "closedAt", "seq", "messageId", "senderId", "senderRole")
 

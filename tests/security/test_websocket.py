@@ -91,6 +91,28 @@ async def test_a_configured_allow_list_replaces_loopback_in_development(app_clie
     await assert_origin_refused(api, "http://localhost:5173", token)
 
 
+async def test_the_allowed_origins_default_to_the_cors_origins(app_client, mongo_uri):
+    """A deployment that sets CORS_ORIGIN to its app's origin gets that app's WebSocket too."""
+    api = Api(await app_client(make_settings(mongo_uri, profile=Profile.PRODUCTION, http={"cors_origin": (CONSOLE,)})))
+    token = (await api.user("candidate"))["token"]
+    for origin in (CONSOLE, own_origin(api), None):
+        await assert_origin_accepted(api, origin, token)
+    for origin in ("https://evil.example", "http://localhost:3000", "null"):
+        await assert_origin_refused(api, origin, token)
+    # An explicit WebSocket list wins over the CORS one.
+    api = Api(await app_client(make_settings(mongo_uri, profile=Profile.PRODUCTION, http={
+        "cors_origin": (CONSOLE,), "allowed_origins": ("https://desk.example",)})))
+    token = (await api.user("candidate"))["token"]
+    await assert_origin_accepted(api, "https://desk.example", token)
+    await assert_origin_refused(api, CONSOLE, token)
+
+
+async def test_cors_any_origin_in_development_allows_any_websocket_origin(app_client, mongo_uri):
+    api = Api(await app_client(make_settings(mongo_uri, http={"cors_origin": ("*",)})))
+    token = (await api.user("candidate"))["token"]
+    await assert_origin_accepted(api, "https://anything.example", token)
+
+
 async def test_binary_frames_close_with_1003(api: Api):
     user = await api.user("candidate")
     ws = await connect(api.client, user["token"])
@@ -177,3 +199,22 @@ def test_a_closed_socket_is_released_promptly(tmp_path, mongo_uri):
         assert len(lines) == 3, f"closed sockets still held by the server after 3 s: {lines}"
         durations = [float(re.search(r" ([0-9.]+)ms ", line).group(1)) for line in lines]
         assert max(durations) < 2000, lines
+
+
+async def test_upgrades_with_bad_tokens_are_capped_per_client_address(app_client, mongo_uri):
+    """After ws.unauthenticated_per_client upgrades with a bad token from one address within the
+    window, that address's upgrades get HTTP 429 with Retry-After — before any socket or token
+    check — until the oldest failure ages out."""
+    from datetime import timedelta
+
+    api = Api(await app_client(make_settings(mongo_uri, ws={"unauthenticated_per_client": 3,
+                                                            "unauthenticated_window": timedelta(seconds=1.5)})))
+    token = (await api.user("candidate"))["token"]
+    await assert_origin_accepted(api, None, token)  # good tokens never count
+    for bad in ("nope", "", "still-nope"):
+        await expect_close(await connect(api.client, bad), 4401)
+    resp = await upgrade(api, None, token)  # even a good token, from this address, for now
+    assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1
+    await expect(resp, 429, "Too many connection attempts, try again later")
+    await asyncio.sleep(1.6)
+    await assert_origin_accepted(api, None, token)
