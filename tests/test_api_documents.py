@@ -93,7 +93,7 @@ def test_asyncapi_document_is_structurally_valid_asyncapi_3():
                 for m in o["messages"]}
     assert receives == {v for k, v in vars(protocol).items() if k in {
         "JOIN_CONVERSATION", "SEND_MESSAGE", "LEAVE_CONVERSATION", "CLOSE_CONVERSATION", "SUBSCRIBE_INBOX",
-        "SET_PRESENCE", "WATCH_CONVERSATION", "UNWATCH_CONVERSATION"}}
+        "SET_PRESENCE", "WATCH_CONVERSATION", "UNWATCH_CONVERSATION", "TYPING", "MARK_READ", "SEND_NOTE"}}
 
 
 async def test_documents_are_served(client):
