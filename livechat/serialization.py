@@ -128,7 +128,7 @@ def conversation_view(conv: Conversation) -> dict[str, Any]:
 def conversation_item(conv: Conversation, names: dict[ObjectId, str], unread: int = 0) -> dict[str, Any]:
     """A list item (GET /conversations, the pushed inbox): the conversation with its people's names,
     its newest message (from the conversation document: notes are never there) and the viewer's
-    ``unread`` (CONTRACT.md C.6, ``models.unread``)."""
+    ``unread`` (README "Signals", ``models.unread``)."""
     data = conversation_view(conv)
     data["candidateName"] = names.get(conv.candidate_id)
     data["agentName"] = names.get(conv.agent_id) if conv.agent_id is not None else None
@@ -141,7 +141,7 @@ def conversation_item(conv: Conversation, names: dict[ObjectId, str], unread: in
 
 
 def note_view(note: Note) -> dict[str, Any]:
-    """Staff only (CONTRACT.md C.7): ``NEW_NOTE`` and ``notes`` of ``GET /conversations/:id``."""
+    """Staff only (README "Signals"): ``NEW_NOTE`` and ``notes`` of ``GET /conversations/:id``."""
     return {"noteId": str(note.id), "conversationId": str(note.conversation_id), "senderId": str(note.sender_id),
             "senderRole": note.sender_role.value, "content": note.content, "createdAt": iso(note.created_at)}
 

@@ -1,4 +1,4 @@
-"""The contract's texts, formats and close codes (CONTRACT.md A.4, A.6, B.2, B.4), each spelled out
+"""The API's texts, formats and close codes (docs/openapi.json, docs/asyncapi.yaml), each spelled out
 once for the whole suite. They are typed here by hand, never imported from ``livechat/``: a test then
 checks the app's wording against the contract, so a typo in the app cannot hide behind its own constant."""
 

@@ -1,4 +1,4 @@
-"""Signals (README "Signals"; CONTRACT.md C.5–C.7): typing, read receipts with unread counts, and
+"""Signals (README "Signals"): typing, read receipts with unread counts, and
 private staff notes — on the real app, over real HTTP and WebSocket."""
 
 from __future__ import annotations

@@ -84,7 +84,7 @@ class Assignment:
 
 @frozen
 class LastMessage:
-    """The newest message of a conversation, as list items show it (CONTRACT.md C.6): kept on the
+    """The newest message of a conversation, as list items show it (README "Signals"): kept on the
     conversation by the message writer, so a list never reads messages."""
 
     seq: int
@@ -185,7 +185,7 @@ class ReadMark:
 
 @frozen
 class Note:
-    """A private staff note (CONTRACT.md C.7): its own collection and ids, never a message seq, so no
+    """A private staff note (README "Signals"): its own collection and ids, never a message seq, so no
     path that serves messages can ever return one."""
 
     id: ObjectId

@@ -1,4 +1,4 @@
-"""Read receipts and private notes (CONTRACT.md C.6, C.7; README "Signals"). Typing needs no
+"""Read receipts and private notes (README "Signals"). Typing needs no
 service: it is never stored, so the socket's session forwards it (realtime/ws.py).
 
 Read watermarks are one document per participant and conversation, moved only forward; ``unread``

@@ -25,7 +25,7 @@ SUBSCRIBE_INBOX = "SUBSCRIBE_INBOX"
 SET_PRESENCE = "SET_PRESENCE"
 WATCH_CONVERSATION = "WATCH_CONVERSATION"
 UNWATCH_CONVERSATION = "UNWATCH_CONVERSATION"
-TYPING = "TYPING"  # also server → client, the same name (CONTRACT.md C.5)
+TYPING = "TYPING"  # also server → client, the same name (docs/asyncapi.yaml)
 MARK_READ = "MARK_READ"
 SEND_NOTE = "SEND_NOTE"
 # server → client
