@@ -19,7 +19,7 @@ from livechat.domain.events import NoteStored, ReadAdvanced
 from livechat.domain.models import Conversation, ConversationStatus, Note, ReadMark, Role, User, utcnow
 from livechat.domain.policy import Action
 from livechat.domain.ports import ConversationRepo, EventPublisher, Member, MessageRepo, NoteRepo, ReadRepo
-from livechat.errors import ALREADY_CLOSED, Forbidden, InvalidInput, InvalidState, NotFound
+from livechat.errors import ALREADY_CLOSED, Forbidden, InvalidInput, InvalidState
 
 class SignalService:
     def __init__(self, conversations: ConversationRepo, messages: MessageRepo, reads: ReadRepo, notes: NoteRepo,
@@ -31,18 +31,8 @@ class SignalService:
         self._events = events
         self._clock = clock
 
-    async def load_for(self, user: User, action: Action, conv_id: ObjectId) -> Conversation:
-        """The conversation if ``user`` may do ``action`` on it: the socket checks this before it
-        checks membership of the room, so a stranger hears "not allowed", a party "join first"."""
-        policy.ensure_role(user, action)
-        conv = await self._conversations.get(conv_id)
-        if conv is None:
-            raise policy.unknown_conversation_error(action) or NotFound("Conversation not found")
-        policy.ensure_access(user, action, conv)
-        return conv
-
     async def mark_read(self, user: User, conv: Conversation, seq: int, origin: Member | None = None) -> ReadMark:
-        """Move ``user``'s watermark in ``conv`` (from ``load_for``) to ``seq`` (a lower one changes
+        """Move ``user``'s watermark in ``conv`` (from ``ConversationService.load_authorized``) to ``seq`` (a lower one changes
         nothing); a seq above the stored top is bad input. The room hears ``READ`` only when the
         watermark moved."""
         policy.ensure_access(user, Action.MARK_READ, conv)

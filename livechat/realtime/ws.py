@@ -334,7 +334,7 @@ class Session:
         """No answer of its own: the room's others get ``READ`` (when the watermark moved)."""
         policy.ensure_role(self.user, Action.MARK_READ)
         req = parse(data, protocol.MarkRead)
-        conv = await self.services.signals.load_for(self.user, Action.MARK_READ, req.conversation_id)
+        conv = await self.services.conversations.load_authorized(self.user, Action.MARK_READ, req.conversation_id)
         self.in_room(conv.id)
         await self.services.signals.mark_read(self.user, conv, req.seq, origin=self.conn)
 
@@ -344,7 +344,7 @@ class Session:
         try:
             policy.ensure_role(self.user, Action.SEND_NOTE)
             req = parse(data, protocol.SendNote)
-            conv = await self.services.signals.load_for(self.user, Action.SEND_NOTE, req.conversation_id)
+            conv = await self.services.conversations.load_authorized(self.user, Action.SEND_NOTE, req.conversation_id)
             self.in_room(conv.id)
             await self.services.signals.send_note(self.user, conv, req.content, req.client_message_id,
                                                   origin=self.conn)
