@@ -1513,16 +1513,24 @@ function setup() {
   for (const select of document.querySelectorAll('.status-filter')) select.addEventListener('change', inboxChanged);
 }
 
+/** Simulate a lost network: act on it at once, as an offline page may never finish the close handshake. */
+function dropSocket(client) {
+  const ws = client?.ws;
+  if (!ws) return;
+  client.onClose({code: 4000});
+  ws.close(4000, 'dropped');
+}
+
 // A small hook for tests and demos: simulate a network drop, look at the connection state.
 window.livechat = Object.freeze({
   dropConnection() {
-    state.chat?.ws?.close(4000, 'dropped');
+    dropSocket(state.chat);
   },
   connectionState() {
     return $('#chat-connection').dataset.state;
   },
   dropInbox() {
-    state.desk?.ws?.close(4000, 'dropped');
+    dropSocket(state.desk);
   },
 });
 
