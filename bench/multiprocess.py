@@ -46,7 +46,7 @@ async def multiprocess(bench: Bench) -> dict:
                 crossed = [Room(r.conversation_id, (_move(r.urls[0], bases[i % k]), _move(r.urls[1], bases[(i + 1) % k])))
                            for i, r in enumerate(rooms)]
                 watch = Watch({**{f"server{i + 1}": s.pid for i, s in enumerate(servers)},
-                               "database": database.process.pid if database.process else None,
+                               "database": database.database_pid(),
                                "generator": os.getpid()})
                 fleet = await bench.fleet(crossed, watch)
                 try:

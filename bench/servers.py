@@ -110,12 +110,14 @@ class ServerProcess:
                 await asyncio.sleep(0.01)
 
     def database_pid(self) -> int | None:
-        """The embedded SecantusDB: the child of this process whose command line names secantusd."""
+        """The embedded SecantusDB: the process whose command line names secantusd among this
+        process's children, or theirs (livechat runs it under a guard process)."""
         if self.pid is None:
             return None
         for child in procstats.children(self.pid):
             if any("secantusd" in part for part in procstats.cmdline(child)):
-                return child
+                return next((c for c in procstats.children(child)
+                             if any("secantusd" in part for part in procstats.cmdline(c))), child)
         return None
 
     def database_port(self) -> int | None:

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from livechat.storage.embedded import EmbeddedServer
 from tests.processes import ROOT, Server, gone, http, run_env
 
 pytestmark = pytest.mark.slow
@@ -46,6 +47,19 @@ def test_a_killed_livechat_leaves_no_orphan_database(tmp_path):
     db_pid = server.database_pid()
     server.stop(signal.SIGKILL)
     assert gone(db_pid), "the embedded database outlived a kill -9 of livechat"
+
+
+def test_a_burst_of_stop_signals_stops_the_embedded_database_once_and_cleanly(tmp_path):
+    # SecantusDB's handler can deadlock when a signal lands while it runs: its guard forwards exactly one.
+    server = EmbeddedServer("secantusd-py", str(tmp_path / "db"))
+    server.start()
+    server.wait_ready(30)
+    database = server.database_pid()
+    assert database is not None and database != server.process.pid
+    for _ in range(5):
+        server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(20) == 0
+    assert gone(database) and not server.answers()
 
 
 def test_start_up_fails_clearly_without_the_database_command(tmp_path):

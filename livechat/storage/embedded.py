@@ -2,18 +2,17 @@
 
 SecantusDB (GPL-2.0) speaks the MongoDB wire protocol over WiredTiger. It is only ever started as
 a child process (``secantusd-py``), never imported, which keeps its licence apart from ours and
-gives it its own CPU core. The child is tied to us: it gets SIGTERM if livechat dies in any way
-(``PR_SET_PDEATHSIG``), so a crash or ``kill -9`` leaves no orphan holding the data directory.
+gives it its own CPU core. It runs under a small guard process (``guard.py``) tied to us: if
+livechat dies in any way (``PR_SET_PDEATHSIG``) the guard stops the database with one SIGTERM and
+kills it after a grace period, so a crash or ``kill -9`` leaves no orphan holding the data directory.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -21,9 +20,12 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from livechat.storage.guard import die_with_parent
+
 log = logging.getLogger(__name__)
 
-_PR_SET_PDEATHSIG = 1
+# How long the guard lets a stopped database checkpoint before killing it (a clean stop takes ~2 s).
+STOP_GRACE = 30.0
 
 
 class EmbeddedDatabaseError(RuntimeError):
@@ -36,9 +38,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def _die_with_parent() -> None:  # runs in the guard between fork and exec
     with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        die_with_parent()
 
 
 def resolve_command(command: str) -> str:
@@ -85,7 +87,8 @@ class EmbeddedServer:
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
             self.process = subprocess.Popen(
-                [self.command, "--host", self.host, "--port", str(self.port),
+                [sys.executable, "-m", "livechat.storage.guard", str(STOP_GRACE),
+                 self.command, "--host", self.host, "--port", str(self.port),
                  "--storage-path", self.storage_path, "--log-level", "WARNING"],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 preexec_fn=_die_with_parent,
@@ -96,6 +99,16 @@ class EmbeddedServer:
         finally:
             if out is not subprocess.DEVNULL:
                 out.close()
+
+    def database_pid(self) -> int | None:
+        """The SecantusDB process itself (``process`` is its guard), e.g. to measure its CPU."""
+        if self.process is None:
+            return None
+        try:
+            children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        except OSError:
+            return None
+        return int(children[0]) if children else None
 
     def answers(self) -> bool:
         try:
