@@ -84,6 +84,8 @@ class DatabaseSettings:
     timeout_ms: int = field(default=3000, validator=_between(100, 120_000))
     embedded_command: str = "secantusd-py"
     embedded_start_timeout: float = field(default=15.0, validator=_between(1, 300))
+    # Seconds between writes of the conversations' message facts (last message, unread, counts).
+    facts_interval: float = field(default=2.0, validator=_between(0.01, 60))
 
 
 @frozen

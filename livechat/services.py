@@ -102,6 +102,7 @@ async def open_services(settings: Settings, hub: Hub | None = None, *,
             bus.subscribe(fanout.publish)
             bus.subscribe(routing.on_event)
             messages = MessageService(store.conversations, store.messages, bus, clock=clock,
+                                      facts_interval=settings.database.facts_interval,
                                       on_batch=metrics.writer_batch.observe, on_stored=metrics.messages_stored.inc)
 
             def revoke(revoked: TokensRevoked) -> None:

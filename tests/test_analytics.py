@@ -326,7 +326,8 @@ async def test_backfill_of_earlier_conversations_is_idempotent(desk: Desk, app_c
 
 
 async def test_facts_on_the_conversation_document(desk: Desk, settings, mongo_uri):
-    """What the writer and the state changes record, as stored."""
+    """What the writer and the state changes record, as stored (the writer's facts once written)."""
+    await desk.client.server.app[services_key].store.conversations.flush_facts()
     raw = pymongo.AsyncMongoClient(mongo_uri, tz_aware=True)
     try:
         docs = {str(d["_id"]): d for d in await raw[settings.database.name]["conversations"].find({}).to_list(None)}

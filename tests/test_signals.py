@@ -7,6 +7,9 @@ import asyncio
 import time
 from typing import Any
 
+import attrs
+import pymongo
+from bson import ObjectId
 
 from tests.conftest import expect
 from tests.contract import ALREADY_CLOSED, FORBIDDEN_FOR_ROLE, INVALID, NOT_ALLOWED, NOT_JOINED
@@ -158,6 +161,31 @@ async def test_unread_after_messages_from_both_sides_a_reassignment_and_a_close(
     assert (await view(scene, scene.candidate))["unread"] == 1
 
 
+async def test_the_facts_are_shown_at_once_and_written_in_one_update_later(app_client, settings, mongo_uri):
+    """The writer keeps a conversation's facts in memory and writes them every ``facts_interval``:
+    its own reads show them at once, the document gets all of them, once, when written."""
+    slow = attrs.evolve(settings, database=attrs.evolve(settings.database, facts_interval=60.0))
+    scene = await Scene.create(await app_client(slow))
+    cand, agent = await scene.joined(scene.candidate), await scene.joined(scene.agent)
+    for i in range(3):
+        await cand.sent(scene.conv_id, f"question {i}", f"c-{i}")
+    await agent.new_messages(3)
+    await agent.sent(scene.conv_id, "an answer", "a-1")
+    raw = pymongo.AsyncMongoClient(mongo_uri, tz_aware=True)
+    try:
+        stored = raw[settings.database.name]["conversations"]
+        before = await stored.find_one({"_id": ObjectId(scene.conv_id)})
+        assert before.get("lastSeq", 0) == 0 and before.get("messageCount", 0) == 0  # not written yet
+        item = await listed(scene, scene.candidate)
+        assert item["lastMessage"]["content"] == "an answer" and item["unread"] == 1
+        await scene.client.close()  # stopping writes what is kept
+        after = await stored.find_one({"_id": ObjectId(scene.conv_id)})
+    finally:
+        await raw.close()
+    assert (after["messageCount"], after["lastSeq"], after["lastCandidateSeq"], after["lastStaffSeq"]) == (4, 4, 3, 4)
+    assert after["lastMessage"]["content"] == "an answer" and after["firstAgentMessageAt"] is not None
+
+
 async def test_the_inbox_carries_each_viewers_own_unread(scene: Scene):
     sup = await scene.connect(scene.supervisor)
     await sup.emit("SUBSCRIBE_INBOX", {})
@@ -183,8 +211,8 @@ async def test_watermarks_survive_a_restart(app_client, settings, scene: Scene):
     await cand.expect_event("READ")
     await cand.close()
     await agent.close()
-    restarted = await app_client(settings)  # a second app on the same database: nothing kept in memory
-    scene.client = restarted
+    await scene.client.close()  # the app stops (writing what it keeps in memory) ...
+    scene.client = await app_client(settings)  # ... and a new one starts on the same database
     assert await unread_of(scene, scene.agent) == 1
     cand, agent = await scene.joined(scene.candidate), await scene.joined(scene.agent)
     await agent.emit("MARK_READ", {"conversationId": scene.conv_id, "seq": 1})  # not above the stored mark

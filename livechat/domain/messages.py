@@ -12,12 +12,12 @@ use) and guarded by the unique index on ``(conversationId, seq)``: if another pr
 same seq, the counter is reloaded and the rest renumbered, so seqs stay contiguous and each
 sender's order is kept.
 
-Each batch also keeps the conversations' read-receipt facts (the newest message and seq, and the
-newest seq per side: README "Signals") and analytics facts (README "Analytics"): how many messages
-each has and when an agent first wrote in it. That write goes to the database alongside the
-batch's insert (in parallel, so no round trip is added in series) and lands before anyone is
-told; conversations whose first agent message is already recorded (the batch's read of the
-conversations says so) get only their counter.
+Stored messages also move their conversations' facts: read receipts (the newest message and seq,
+and the newest seq per side: README "Signals") and analytics (README "Analytics": how many messages,
+when an agent first wrote). Those are recorded in memory before anyone is told, so everything this
+process reads shows them at once, and written every ``facts_interval`` seconds, one update per
+conversation however many messages it had meanwhile: an update costs SecantusDB about twice an
+insert, and one per batch saturated it (README "Performance").
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ from bson import ObjectId
 
 from livechat.domain import policy
 from livechat.domain.events import MessageStored, SendRejected
-from livechat.domain.models import Conversation, ConversationStatus, Message, Role, User, side_of, utcnow
+from livechat.domain.models import ConversationStatus, Message, User, utcnow
 from livechat.domain.policy import Action
-from livechat.domain.ports import ConversationRepo, DuplicateOf, EventPublisher, Latest, Member, MessageRepo
+from livechat.domain.ports import ConversationRepo, DuplicateOf, EventPublisher, Member, MessageRepo
 from livechat.errors import ALREADY_CLOSED, INTERNAL, UNAVAILABLE, DomainError
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,7 @@ class MessageService:
     max_batch: int = 512
     max_queued: int = 50_000
     clock: Callable[[], datetime] = utcnow  # the messages' createdAt (tests control it)
+    facts_interval: float = 2.0  # seconds between writes of the conversations' facts
     # Observers (the metrics): the size of each batch, and how many messages each insert stored.
     on_batch: Callable[[int], None] = lambda size: None
     on_stored: Callable[[int], None] = lambda count: None
@@ -126,8 +127,10 @@ class MessageService:
 
     @contextlib.asynccontextmanager
     async def running(self, drain_timeout: float = 10.0) -> AsyncIterator[None]:
-        """Run the writer for the app's lifetime; on exit, what was queued is still written."""
+        """Run the writer and the facts' writes for the app's lifetime; on exit, what was queued is
+        still stored and the facts of everything stored are written."""
         task = asyncio.create_task(self._run(), name="message-writer")
+        flusher = asyncio.create_task(self._write_facts_periodically(), name="conversation-facts")
         try:
             yield
         finally:
@@ -136,6 +139,24 @@ class MessageService:
                 await asyncio.wait_for(task, drain_timeout)
             except TimeoutError:
                 log.error("message writer did not drain within %.0fs", drain_timeout)
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            await self._write_facts()
+
+    async def _write_facts_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.facts_interval)
+            await self._write_facts()
+
+    async def _write_facts(self) -> None:
+        """Facts never fail a send (the messages are what must be stored): kept for the next try."""
+        try:
+            await self.conversations.flush_facts()
+        except DomainError as exc:
+            log.warning("conversation facts not written yet (%s)", exc.message)
+        except Exception:
+            log.exception("conversation facts not written yet")
 
     async def _run(self) -> None:
         while True:
@@ -202,45 +223,20 @@ class MessageService:
             self._next_seq.popitem(last=False)
         for item in accepted:
             item.message = self._new_message(item.draft)
-        renumbered: set[ObjectId] = set()
-        resent = await self._store(accepted, answered, self._record_facts(*_facts(accepted, convs)), renumbered)
-        if resent:  # counted as new but stored nothing (a resend): take them back out
-            await self._record_facts({conv_id: -n for conv_id, n in resent.items()}, {})
-        if renumbered:  # the facts went out with the seqs planned before: read the newest again (rare)
-            await self._record_facts({}, {}, refresh=list(renumbered))
+        await self._store(accepted, answered)
 
-    async def _record_facts(self, counts: dict[ObjectId, int], first_agent_message: dict[ObjectId, datetime],
-                            latest: dict[ObjectId, Latest] | None = None, *, refresh: list[ObjectId] = ()) -> None:
-        """Analytics and read-receipt facts never fail a batch: the messages are what must be stored."""
-        try:
-            if refresh:
-                await self.conversations.refresh_latest(refresh)
-            else:
-                await self.conversations.record_messages(counts, first_agent_message, latest)
-        except DomainError as exc:
-            log.warning("analytics facts of a batch not recorded (%s)", exc.message)
-        except Exception:
-            log.exception("analytics facts of a batch not recorded")
-
-    async def _store(self, pending: list[_Pending], answered: set[int], facts: Awaitable[None] | None = None,
-                     renumbered: set[ObjectId] | None = None) -> dict[ObjectId, int]:
-        """Insert, deliver what was stored, resolve duplicates; how many resends (stored nothing)
-        each conversation had. ``facts`` is written together with the first insert; the
-        conversations whose messages got other seqs than planned are added to ``renumbered``."""
-        resent: dict[ObjectId, int] = {}
+    async def _store(self, pending: list[_Pending], answered: set[int]) -> None:
+        """Insert, record the conversations' facts of what was stored (before anyone hears of it, so
+        a list read after ``NEW_MESSAGE`` shows it), deliver it, resolve duplicates."""
         while pending:
-            insert = self.messages.insert_ordered([p.message for p in pending])
-            if facts is not None:
-                (stored, duplicate), _ = await asyncio.gather(insert, facts)
-                facts = None
-            else:
-                stored, duplicate = await insert
+            stored, duplicate = await self.messages.insert_ordered([p.message for p in pending])
             self.on_stored(stored)
+            self.conversations.record_messages([item.message for item in pending[:stored]])
             for item in pending[:stored]:
                 self._deliver(item.draft, item.message, fresh=True)
                 answered.add(id(item.draft))
             if duplicate is None:
-                return resent
+                return
             failed, rest = pending[stored], pending[stored + 1:]
             conv_id = failed.draft.conversation_id
             if duplicate is DuplicateOf.CLIENT_MESSAGE:
@@ -249,19 +245,15 @@ class MessageService:
                 if original is not None:
                     self._deliver(failed.draft, original, fresh=False)
                     answered.add(id(failed.draft))
-                resent[conv_id] = resent.get(conv_id, 0) + 1
                 self._next_seq[conv_id] = failed.message.seq  # its seq was not used
                 pending = rest
             else:  # another writer took this seq: start again from the stored top
                 top = (await self.messages.top_seqs([conv_id])).get(conv_id, 0)
                 self._next_seq[conv_id] = top + 1
                 pending = [failed, *rest]
-            if renumbered is not None:
-                renumbered.add(conv_id)
             for item in pending:  # renumber the conversation's remaining messages, order kept
                 if item.draft.conversation_id == conv_id:
                     item.message = attrs.evolve(item.message, seq=self._take_seq(conv_id))
-        return resent
 
     def _new_message(self, draft: Draft) -> Message:
         return Message(id=ObjectId(), conversation_id=draft.conversation_id, seq=self._take_seq(draft.conversation_id),
@@ -285,21 +277,3 @@ class MessageService:
     def _reply_error(self, draft: Draft, reason: str) -> None:
         self.events.publish(SendRejected(draft.origin, reason, draft.client_message_id))
 
-
-def _facts(accepted: list[_Pending], convs: dict[ObjectId, Conversation]) -> tuple[
-        dict[ObjectId, int], dict[ObjectId, datetime], dict[ObjectId, Latest]]:
-    """Messages per conversation in this batch, the earliest agent message of each conversation
-    that has none recorded yet, and each conversation's newest message and newest seq per side."""
-    counts: dict[ObjectId, int] = {}
-    first_agent: dict[ObjectId, datetime] = {}
-    latest: dict[ObjectId, Latest] = {}
-    for item in accepted:  # in seq order within each conversation
-        conv_id, message = item.draft.conversation_id, item.message
-        counts[conv_id] = counts.get(conv_id, 0) + 1
-        if message.sender_role is Role.AGENT and convs[conv_id].first_agent_message_at is None:
-            first_agent[conv_id] = min(first_agent.get(conv_id, message.created_at), message.created_at)
-        before = latest.get(conv_id, Latest(message))
-        side = ({"candidate_seq": message.seq} if side_of(message.sender_role) is Role.CANDIDATE
-                else {"staff_seq": message.seq})
-        latest[conv_id] = attrs.evolve(before, message=message, **side)
-    return counts, first_agent, latest

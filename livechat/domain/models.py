@@ -92,6 +92,10 @@ class LastMessage:
     content: str  # the first LAST_MESSAGE_CHARS characters
     created_at: datetime
 
+    @classmethod
+    def of(cls, message: Message) -> LastMessage:
+        return cls(message.seq, message.sender_role, message.content[:LAST_MESSAGE_CHARS], message.created_at)
+
 
 LAST_MESSAGE_CHARS = 200
 
@@ -151,14 +155,48 @@ def side_of(role: Role) -> Role:
 
 
 def with_message(conv: Conversation, message: Message) -> Conversation:
-    """``conv`` as the writer leaves it once ``message`` is stored (the inbox's cached copies follow
-    messages without reading the conversation again)."""
-    if message.seq <= conv.last_seq:
-        return conv
-    side_field = "last_candidate_seq" if side_of(message.sender_role) is Role.CANDIDATE else "last_staff_seq"
-    return evolve(conv, last_seq=message.seq, **{side_field: message.seq},
-                  last_message=LastMessage(message.seq, message.sender_role, message.content[:LAST_MESSAGE_CHARS],
-                                           message.created_at))
+    """``conv`` once ``message`` is stored (the inbox's cached copies follow messages without
+    reading the conversation again)."""
+    return MessageFacts.of(message).apply_to(conv)
+
+
+@frozen
+class MessageFacts:
+    """What stored messages add to one conversation's facts: how many they are, the earliest agent
+    message among them, the newest one and the newest seq from each side (0: none). Facts of later
+    messages merge in with ``plus``, in any order: the higher seq and the earlier time win."""
+
+    count: int
+    newest: Message
+    first_agent_at: datetime | None = None
+    candidate_seq: int = 0
+    staff_seq: int = 0
+
+    @classmethod
+    def of(cls, message: Message) -> MessageFacts:
+        candidate = side_of(message.sender_role) is Role.CANDIDATE
+        return cls(1, message, message.created_at if message.sender_role is Role.AGENT else None,
+                   message.seq if candidate else 0, 0 if candidate else message.seq)
+
+    def plus(self, other: MessageFacts) -> MessageFacts:
+        firsts = [t for t in (self.first_agent_at, other.first_agent_at) if t is not None]
+        return MessageFacts(self.count + other.count, max(self.newest, other.newest, key=lambda m: m.seq),
+                            min(firsts, default=None), max(self.candidate_seq, other.candidate_seq),
+                            max(self.staff_seq, other.staff_seq))
+
+    def apply_to(self, conv: Conversation) -> Conversation:
+        """``conv`` with these facts, except the count (analytics reads that from the database)."""
+        changes: dict = {}
+        if self.newest.seq > conv.last_seq:
+            changes.update(last_seq=self.newest.seq, last_message=LastMessage.of(self.newest))
+        if self.candidate_seq > conv.last_candidate_seq:
+            changes["last_candidate_seq"] = self.candidate_seq
+        if self.staff_seq > conv.last_staff_seq:
+            changes["last_staff_seq"] = self.staff_seq
+        if self.first_agent_at is not None and (conv.first_agent_message_at is None
+                                                or self.first_agent_at < conv.first_agent_message_at):
+            changes["first_agent_message_at"] = self.first_agent_at
+        return evolve(conv, **changes) if changes else conv
 
 
 def unread(conv: Conversation, viewer: User, watermark: int) -> int:

@@ -28,10 +28,10 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 from cattrs.preconf.bson import make_converter
 
 from livechat.config import DatabaseSettings, Driver
-from livechat.domain.models import (ACTIVE_STATUSES, LAST_MESSAGE_CHARS, AgentPresence, Assignment, Conversation,
-                                    ConversationStatus, Distribution, GroupBy, LastMessage, Message, Note, Presence,
-                                    ReadMark, Role, Routing, SummaryRow, SupervisorStats, TokensRevoked, User, side_of)
-from livechat.domain.ports import Change, DuplicateOf, HistoryLost, Latest
+from livechat.domain.models import (ACTIVE_STATUSES, AgentPresence, Assignment, Conversation, ConversationStatus,
+                                    Distribution, GroupBy, LastMessage, Message, MessageFacts, Note, Presence, ReadMark,
+                                    Role, Routing, SummaryRow, SupervisorStats, TokensRevoked, User)
+from livechat.domain.ports import Change, DuplicateOf, HistoryLost
 from livechat.errors import Conflict, Unavailable
 from livechat.naming import camel
 
@@ -183,6 +183,7 @@ ANY_AGENT = object()
 # every date, so an unset fact must be a missing field, never a stored null.
 _FACTS_ABSENT_UNTIL_SET = ("firstAssignedAt", "firstAgentMessageAt")
 BACKFILL_BATCH = 1000
+FLUSH_CHUNK = 16  # conversation updates per command when the facts are written
 
 
 def _seconds_since_creation(field: str) -> dict[str, Any]:
@@ -209,6 +210,19 @@ class MongoConversationRepo(_Repo):
         self._c = collection
         self._users = users
         self._messages = messages  # read once, by the start-up backfill of the analytics facts
+        # Facts of stored messages not yet in the documents (``record_messages``), and those being
+        # written now: every conversation read here shows both.
+        self._unwritten: dict[ObjectId, MessageFacts] = {}
+        self._writing: dict[ObjectId, MessageFacts] = {}
+        self._flushing = asyncio.Lock()
+
+    def _conversation(self, doc: dict[str, Any]) -> Conversation:
+        conv = from_document(doc, Conversation)
+        for pending in (self._writing, self._unwritten):
+            facts = pending.get(conv.id)
+            if facts is not None:
+                conv = facts.apply_to(conv)
+        return conv
 
     async def ensure_indexes(self) -> None:
         # One active conversation per candidate, enforced by the database (409 on POST /conversations, docs/openapi.json).
@@ -243,17 +257,17 @@ class MongoConversationRepo(_Repo):
     @translate_errors
     async def get(self, conv_id: ObjectId) -> Conversation | None:
         doc = await self._c.find_one({"_id": conv_id})
-        return from_document(doc, Conversation) if doc else None
+        return self._conversation(doc) if doc else None
 
     @translate_errors
     async def get_many(self, conv_ids: list[ObjectId]) -> dict[ObjectId, Conversation]:
         docs = await self._c.find({"_id": {"$in": conv_ids}}).to_list(None)
-        return {d["_id"]: from_document(d, Conversation) for d in docs}
+        return {d["_id"]: self._conversation(d) for d in docs}
 
     async def _update(self, query: dict[str, Any], update: dict[str, Any]) -> Conversation | None:
         update = {**update, "$inc": {**update.get("$inc", {}), "version": 1}}
         doc = await self._c.find_one_and_update(query, update, return_document=pymongo.ReturnDocument.AFTER)
-        return from_document(doc, Conversation) if doc else None
+        return self._conversation(doc) if doc else None
 
     @translate_errors
     async def set_agent(self, conv_id: ObjectId, supervisor_id: ObjectId, agent_id: ObjectId, *,
@@ -299,20 +313,20 @@ class MongoConversationRepo(_Repo):
         """The supervisor's queue (open, no agent), oldest first."""
         docs = await self._c.find({"supervisorId": supervisor_id, "status": ConversationStatus.OPEN.value,
                                    "agentId": None}).sort([("createdAt", 1), ("_id", 1)]).limit(limit).to_list(None)
-        return [from_document(d, Conversation) for d in docs]
+        return [self._conversation(d) for d in docs]
 
     @translate_errors
     async def active_of(self, agent_ids: list[ObjectId]) -> list[Conversation]:
         """The open-with-agent and assigned conversations of these agents."""
         docs = await self._c.find({"agentId": {"$in": agent_ids}, "status": {"$in": ACTIVE}}).to_list(None)
-        return [from_document(d, Conversation) for d in docs]
+        return [self._conversation(d) for d in docs]
 
     @translate_errors
     async def waiting_for_agent(self, supervisor_ids: list[ObjectId]) -> list[Conversation]:
         """``open`` conversations with an agent who has not joined yet (requeue candidates)."""
         docs = await self._c.find({"supervisorId": {"$in": supervisor_ids}, "status": ConversationStatus.OPEN.value,
                                    "agentId": {"$ne": None}}).to_list(None)
-        return [from_document(d, Conversation) for d in docs]
+        return [self._conversation(d) for d in docs]
 
     @translate_errors
     async def mark_assigned(self, conv_id: ObjectId, agent_id: ObjectId) -> Conversation | None:
@@ -343,7 +357,7 @@ class MongoConversationRepo(_Repo):
         if before is not None:
             query["_id"] = {"$lt": before}
         docs = await self._c.find(query).sort("_id", -1).limit(limit).to_list(None)
-        return [from_document(d, Conversation) for d in docs]
+        return [self._conversation(d) for d in docs]
 
     @translate_errors
     async def supervisor_stats(self) -> list[SupervisorStats]:
@@ -382,60 +396,50 @@ class MongoConversationRepo(_Repo):
 
     # --- analytics facts (README "Analytics") --------------------------------------------------
 
-    @translate_errors
-    async def record_messages(self, counts: dict[ObjectId, int], first_agent_message: dict[ObjectId, datetime],
-                              latest: dict[ObjectId, Latest] | None = None) -> None:
-        """One message-writer batch in one round trip: ``counts`` more messages per conversation
-        (negative: a correction), for conversations whose first agent message may be in the batch
-        that message's time (the earliest wins, in whatever order writes land), and the newest
-        message and per-side seqs (the highest seq wins, so two writers cannot move them back).
-        Conversations with only a count to add share one ``update_many``."""
-        latest = latest or {}
-        ops: list[Any] = []
-        same_count: dict[int, list[ObjectId]] = {}
-        for conv_id, count in counts.items():
-            at, newest = first_agent_message.get(conv_id), latest.get(conv_id)
-            if at is None and newest is None:
-                same_count.setdefault(count, []).append(conv_id)
-                continue
-            # An update pipeline, because the aggregation ``$min``/``$max`` (unlike the update
-            # operators) ignore a missing or null operand, and ``$cond`` can keep the newer message:
-            # every fact in one operation. Each expression sees the document as it was before it.
-            fields: dict[str, Any] = {"messageCount": {"$add": [{"$ifNull": ["$messageCount", 0]}, count]}}
-            if at is not None:
-                fields["firstAgentMessageAt"] = {"$min": ["$firstAgentMessageAt", at]}
-            if newest is not None:
-                fields.update(_latest_fields(newest))
-            ops.append(pymongo.UpdateOne({"_id": conv_id}, [{"$set": fields}]))
-        ops += [pymongo.UpdateMany({"_id": {"$in": ids}}, {"$inc": {"messageCount": count}})
-                for count, ids in same_count.items()]
-        if ops:
-            await self._c.bulk_write(ops, ordered=False)
+    def record_messages(self, messages: list[Message]) -> None:
+        for message in messages:
+            facts = MessageFacts.of(message)
+            before = self._unwritten.get(message.conversation_id)
+            self._unwritten[message.conversation_id] = facts if before is None else before.plus(facts)
+
+    async def flush_facts(self) -> None:
+        """One update per conversation with recorded facts, ``FLUSH_CHUNK`` to a command so that
+        the message inserts interleave. Each is an update pipeline, because the aggregation
+        ``$min``/``$max`` (unlike the update operators) ignore a missing or null operand, and
+        ``$cond`` keeps the newer message: two processes' facts merge in whatever order they land.
+        Every update sets ``messageCount``, which keeps it out of the change stream."""
+        async with self._flushing:
+            if not self._unwritten:
+                return
+            self._writing, self._unwritten = self._unwritten, {}
+            items = list(self._writing.items())
+            written = 0
+            try:
+                for written in range(0, len(items), FLUSH_CHUNK):
+                    await self._bulk_facts(items[written:written + FLUSH_CHUNK])
+                written = len(items)
+            except BaseException:
+                # Kept for the next flush: the chunk that failed (it may have landed in part, so a
+                # count may come out high) and those after it.
+                for conv_id, facts in items[written:]:
+                    later = self._unwritten.get(conv_id)
+                    self._unwritten[conv_id] = facts if later is None else facts.plus(later)
+                raise
+            finally:
+                self._writing = {}
 
     @translate_errors
-    async def refresh_latest(self, conv_ids: list[ObjectId]) -> None:
-        """Set the read-receipt facts from the stored messages (after a resend renumbered a batch,
-        whose facts had gone out with the seqs planned before): three indexed reads each."""
-        for conv_id in conv_ids:
-            newest = await self._messages.find_one({"conversationId": conv_id}, sort=[("seq", -1)])
-            if newest is None:
-                continue
-            sides = {}
-            for role, field in ((Role.CANDIDATE, "lastCandidateSeq"), (Role.AGENT, "lastStaffSeq")):
-                roles = [r.value for r in Role if side_of(r) is role]
-                doc = await self._messages.find_one({"conversationId": conv_id, "senderRole": {"$in": roles}},
-                                                    {"seq": 1}, sort=[("seq", -1)])
-                sides[field] = doc["seq"] if doc else 0
-            message = from_document(newest, Message)
-            await self._c.update_one({"_id": conv_id}, {"$set": {
-                "lastSeq": message.seq, "lastMessage": to_document(_last_message(message)), **sides}})
+    async def _bulk_facts(self, items: list[tuple[ObjectId, MessageFacts]]) -> None:
+        await self._c.bulk_write([pymongo.UpdateOne({"_id": conv_id}, [{"$set": _facts_fields(facts)}])
+                                  for conv_id, facts in items], ordered=False)
 
     @translate_errors
     async def summary(self, start: datetime, end: datetime, group_by: GroupBy,
                       supervisor_id: ObjectId | None) -> list[SummaryRow]:
         """One aggregation over the conversations created in ``[start, end)`` (an index range on
         ``createdAt``, or on ``supervisorId, createdAt`` for a team): a row per group that has
-        conversations, without names."""
+        conversations, without names. This process's recorded facts are written first."""
+        await self.flush_facts()
         pipeline = [
             {"$match": _summary_match(start, end, supervisor_id)},
             {"$project": {
@@ -517,22 +521,22 @@ class MongoConversationRepo(_Repo):
             total += len(ops)
 
 
-def _last_message(message: Message) -> LastMessage:
-    return LastMessage(message.seq, message.sender_role, message.content[:LAST_MESSAGE_CHARS], message.created_at)
-
-
-def _latest_fields(latest: Latest) -> dict[str, Any]:
-    """The pipeline ``$set`` of a batch's newest message: only a higher seq replaces what is stored."""
-    top = latest.message.seq
+def _facts_fields(facts: MessageFacts) -> dict[str, Any]:
+    """The pipeline ``$set`` of a conversation's recorded facts: only a higher seq replaces what is
+    stored, only an earlier time replaces the first agent message."""
+    top = facts.newest.seq
     fields: dict[str, Any] = {
+        "messageCount": {"$add": [{"$ifNull": ["$messageCount", 0]}, facts.count]},
         "lastSeq": {"$max": [{"$ifNull": ["$lastSeq", 0]}, top]},
         "lastMessage": {"$cond": [{"$gt": [top, {"$ifNull": ["$lastSeq", 0]}]},
-                                  {"$literal": to_document(_last_message(latest.message))}, "$lastMessage"]},
+                                  {"$literal": to_document(LastMessage.of(facts.newest))}, "$lastMessage"]},
     }
-    if latest.candidate_seq:
-        fields["lastCandidateSeq"] = {"$max": [{"$ifNull": ["$lastCandidateSeq", 0]}, latest.candidate_seq]}
-    if latest.staff_seq:
-        fields["lastStaffSeq"] = {"$max": [{"$ifNull": ["$lastStaffSeq", 0]}, latest.staff_seq]}
+    if facts.first_agent_at is not None:
+        fields["firstAgentMessageAt"] = {"$min": ["$firstAgentMessageAt", facts.first_agent_at]}
+    if facts.candidate_seq:
+        fields["lastCandidateSeq"] = {"$max": [{"$ifNull": ["$lastCandidateSeq", 0]}, facts.candidate_seq]}
+    if facts.staff_seq:
+        fields["lastStaffSeq"] = {"$max": [{"$ifNull": ["$lastStaffSeq", 0]}, facts.staff_seq]}
     return fields
 
 
