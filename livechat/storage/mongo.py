@@ -183,7 +183,7 @@ ANY_AGENT = object()
 # every date, so an unset fact must be a missing field, never a stored null.
 _FACTS_ABSENT_UNTIL_SET = ("firstAssignedAt", "firstAgentMessageAt")
 BACKFILL_BATCH = 1000
-FLUSH_CHUNK = 16  # conversation updates per command when the facts are written
+FLUSH_CHUNK = 4  # conversation updates per command when the facts are written
 
 
 def _seconds_since_creation(field: str) -> dict[str, Any]:
