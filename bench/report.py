@@ -189,12 +189,23 @@ def _desk_target(results: dict) -> Target | None:
                   f"and {p99['alone_again']:.1f}): {change:+.0f}%; {'clean' if clean else 'integrity errors'}")
 
 
+def _metrics_target(results: dict) -> Target | None:
+    chat = results.get("chat") or {}
+    metrics, server = chat.get("metrics_us_per_message"), chat.get("server_us_per_message")
+    if metrics is None or not server:
+        return None
+    share = metrics / server
+    return Target("metrics ≤ 1% of the server's CPU per message", "PASS" if share <= 0.01 else "FAIL",
+                  f"{metrics:.2f} µs of {server:.0f} µs per stored-and-delivered message ({share:.2%})")
+
+
 def _optional(check):
     return lambda results: [t for t in (check(results),) if t is not None]
 
 
 TARGETS = (_optional(_multiprocess_target), _optional(_desk_target), _integrity_target, _capacity_target,
-           _quarter_knee_target, _idle_socket_target, _login_targets, _optional(_enumeration_target), _startup_target)
+           _quarter_knee_target, _idle_socket_target, _login_targets, _optional(_enumeration_target), _startup_target,
+           _optional(_metrics_target))
 
 
 def _rows(results: dict) -> list[tuple[str, str, str, str]]:
@@ -213,6 +224,9 @@ def _rows(results: dict) -> list[tuple[str, str, str, str]]:
              f"{_fmt(chat['database_cpu_s'], ' s', 2)} / {_fmt(chat['database_peak_rss_mib'], ' MiB')}", ""),
             ("", "generator CPU", _fmt(chat["generator_cpu_s"], " s", 2), ""),
         ]
+        if chat.get("server_us_per_message") is not None:
+            rows.append(("", "server CPU / metrics per message",
+                         f"{chat['server_us_per_message']:.0f} µs / {chat['metrics_us_per_message']:.2f} µs", ""))
     for key, label in (("capacity", "capacity"), ("minimal", "limit: minimal")):
         for n, r in _knees(results, key).items():
             q = r.get("quarter_knee") or {}

@@ -31,6 +31,7 @@ import aiohttp
 from bench import database, procstats
 from bench.api import PASSWORD, Api, Room, bounded, minimal_rooms
 from bench.loadgen import Fleet, percentiles
+from bench.metrics_cost import metrics_us_per_message
 from bench.procstats import CORES, Watch, generator_gc_paused, measure
 from bench.servers import ServerProcess, livechat_server, minimal_server
 
@@ -300,9 +301,13 @@ class Bench:
         finally:
             await fleet.close()
         res = window["resources"]
+        server_cpu = res.get("cpu_s", {}).get("server")
         return {
             **{k: v for k, v in window.items() if k != "resources"},
-            "server_cpu_s": res.get("cpu_s", {}).get("server"),
+            "server_cpu_s": server_cpu,
+            "server_us_per_message": round(server_cpu / window["delivered"] * 1e6, 1)
+            if server_cpu and window["delivered"] else None,
+            "metrics_us_per_message": round(metrics_us_per_message(), 3),
             "database_cpu_s": res.get("cpu_s", {}).get("database"),
             "generator_cpu_s": res.get("cpu_s", {}).get("generator"),
             "server_peak_rss_mib": res.get("peak_rss_mib", {}).get("server"),

@@ -30,6 +30,7 @@ import pytest
 
 from typing import Any
 
+from tests.conftest import PASSWORD
 from tests.contract import (
     ACTIVE_EXISTS,
     FORBIDDEN,
@@ -61,6 +62,9 @@ MATRIX = """
 | POST /conversations/X/transfer | 401       | 403 / 403     | 200 / 403     | 200 / 403     | 200   |
 | GET /supervisors/S/routing     | 401       | 403           | 403           | 200 / 403     | 200   |
 | PUT /supervisors/S/routing     | 401       | 403           | 403           | 200 / 403     | 200   |
+| POST /auth/logout-all          | 401       | 200           | 200           | 200           | 200   |
+| POST /auth/password            | 401       | 200           | 200           | 200           | 200   |
+| PATCH /admin/users/A           | 401       | 403           | 403           | 403           | 200   |
 | WS SUBSCRIBE_INBOX             | 401       | ok            | ok            | ok            | ok    |
 | WS SET_PRESENCE                | 401       | role          | ok            | role          | role  |
 | WS WATCH_CONVERSATION          | 401       | role          | role          | ok / denied   | ok    |
@@ -76,6 +80,9 @@ BODIES = {
     "POST /conversations/X/close": {},
     "POST /conversations/X/transfer": {"agentId": "A"},  # to its own agent: allowed, and changes nothing
     "PUT /supervisors/S/routing": {"mode": "manual", "maxConcurrent": 5},  # the defaults again
+    "POST /auth/logout-all": {},
+    "POST /auth/password": {"currentPassword": PASSWORD, "newPassword": "another horse battery"},
+    "PATCH /admin/users/A": {"role": "agent", "supervisorId": "S"},  # what A is: only its tokens end
     "WS SUBSCRIBE_INBOX": {},
     "WS SET_PRESENCE": {"status": "away"},
     "WS WATCH_CONVERSATION": {"conversationId": "X"},
@@ -141,7 +148,7 @@ CASES = cases(MATRIX)
 
 def test_the_matrix_covers_every_route_and_role():
     routes = {param.values[0] for param in CASES}
-    assert len(routes) == 20 and len(CASES) == 124
+    assert len(routes) == 23 and len(CASES) == 139
     callers = {param.values[1] for param in CASES}
     assert callers == {None, "C", "C2", "A", "A2", "S", "S2", "ADMIN"}
 
