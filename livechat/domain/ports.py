@@ -56,8 +56,9 @@ class ConversationRepo(Protocol):
         conversation this repository returns shows them at once, ``flush_facts`` writes them."""
         ...
 
-    async def flush_facts(self) -> None:
-        """Write the recorded facts, in one pass; what fails to be written is kept for the next."""
+    async def flush_facts(self, pause: float = 0.0) -> None:
+        """Write the recorded facts, in one pass (``pause`` seconds between its commands); what
+        fails to be written is kept for the next."""
         ...
 
     async def summary(self, start: datetime, end: datetime, group_by: GroupBy,

@@ -402,9 +402,9 @@ class MongoConversationRepo(_Repo):
             before = self._unwritten.get(message.conversation_id)
             self._unwritten[message.conversation_id] = facts if before is None else before.plus(facts)
 
-    async def flush_facts(self) -> None:
-        """One update per conversation with recorded facts, ``FLUSH_CHUNK`` to a command so that
-        the message inserts interleave. Each is an update pipeline, because the aggregation
+    async def flush_facts(self, pause: float = 0.0) -> None:
+        """One update per conversation with recorded facts, ``FLUSH_CHUNK`` to a command and
+        ``pause`` seconds between commands, so that the message inserts interleave. Each is an update pipeline, because the aggregation
         ``$min``/``$max`` (unlike the update operators) ignore a missing or null operand, and
         ``$cond`` keeps the newer message: two processes' facts merge in whatever order they land.
         Every update sets ``messageCount``, which keeps it out of the change stream."""
@@ -416,6 +416,8 @@ class MongoConversationRepo(_Repo):
             written = 0
             try:
                 for written in range(0, len(items), FLUSH_CHUNK):
+                    if written and pause:
+                        await asyncio.sleep(pause)
                     await self._bulk_facts(items[written:written + FLUSH_CHUNK])
                 written = len(items)
             except BaseException:
