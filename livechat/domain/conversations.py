@@ -74,14 +74,7 @@ class ConversationService:
         return conv
 
     async def assign(self, user: User, conv_id: ObjectId, req: AssignAgent) -> Conversation:
-        conv = await self.load_authorized(user, Action.ASSIGN, conv_id)
-        if conv.status is ConversationStatus.CLOSED:
-            raise InvalidState(ALREADY_CLOSED)
-        agent = await self._users.get(req.agent_id)
-        if agent is None:
-            raise NotFound("Agent not found")
-        if agent.role is not Role.AGENT:
-            raise InvalidInput("Invalid agent role")
+        conv, agent = await self._open_and_agent(user, Action.ASSIGN, conv_id, req)
         if agent.supervisor_id != user.id:
             raise Forbidden("Agent doesn't belong to you")
         return await self._hand_over(user, conv, agent.id)
@@ -89,14 +82,7 @@ class ConversationService:
     async def transfer(self, user: User, conv_id: ObjectId, req: AssignAgent) -> Conversation:
         """Hand an active conversation to another agent of the same supervisor: its assigned agent,
         the owning supervisor or an admin may. The status stays; the previous agent leaves the room."""
-        conv = await self.load_authorized(user, Action.TRANSFER, conv_id)
-        if conv.status is ConversationStatus.CLOSED:
-            raise InvalidState(ALREADY_CLOSED)
-        agent = await self._users.get(req.agent_id)
-        if agent is None:
-            raise NotFound("Agent not found")
-        if agent.role is not Role.AGENT:
-            raise InvalidInput("Invalid agent role")
+        conv, agent = await self._open_and_agent(user, Action.TRANSFER, conv_id, req)
         if agent.supervisor_id != conv.supervisor_id:
             raise Forbidden(NOT_SAME_TEAM)
         if agent.id == conv.agent_id:
@@ -104,6 +90,19 @@ class ConversationService:
         # An agent may hand over only what is still its own when the write lands.
         condition = {"current_agent": conv.agent_id} if user.role is Role.AGENT else {}
         return await self._hand_over(user, conv, agent.id, **condition)
+
+    async def _open_and_agent(self, user: User, action: Action, conv_id: ObjectId,
+                              req: AssignAgent) -> tuple[Conversation, User]:
+        """The conversation ``user`` may ``action`` (not closed) and the agent ``req`` names."""
+        conv = await self.load_authorized(user, action, conv_id)
+        if conv.status is ConversationStatus.CLOSED:
+            raise InvalidState(ALREADY_CLOSED)
+        agent = await self._users.get(req.agent_id)
+        if agent is None:
+            raise NotFound("Agent not found")
+        if agent.role is not Role.AGENT:
+            raise InvalidInput("Invalid agent role")
+        return conv, agent
 
     async def _hand_over(self, user: User, conv: Conversation, agent_id: ObjectId, **condition: object) -> Conversation:
         updated = await self._conversations.set_agent(conv.id, conv.supervisor_id, agent_id, by=user.id,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,7 +20,7 @@ from bson import ObjectId
 
 from livechat.domain import policy
 from livechat.domain.messages import Draft
-from livechat.domain.models import ConversationStatus, User, unread
+from livechat.domain.models import Conversation, ConversationStatus, User, unread
 from livechat.domain.policy import Action
 from livechat.errors import ALREADY_CLOSED, DomainError, Forbidden, InvalidInput, TooManyRequests, Unauthenticated
 from livechat.keys import request_id_key, services_key, settings_key
@@ -202,15 +203,20 @@ class Session:
             self.services.fanout.join(room, self.conn)
             self.conn.send(protocol.joined(conv))
             return
-        # Resume (B.3): live messages of this room wait while the gap is replayed from the database.
-        self.conn.hold(room, after_seq=req.last_seq)
+        await self._enter_replaying(conv, req.last_seq, lambda top: protocol.joined(conv, top))
+
+    async def _enter_replaying(self, conv: Conversation, after_seq: int, answer: Callable[[int], str]) -> None:
+        """Resume (B.3): join the room with its live messages held while what came after
+        ``after_seq`` is replayed from the database, right after ``answer(top)``."""
+        conversations, room = self.services.conversations, conv.id
+        self.conn.hold(room, after_seq=after_seq)
         self.services.fanout.join(room, self.conn)
         try:
             top = await conversations.top_seq(conv)
             self.services.fanout.prime(room, top)
             self.conn.rewind(room, top)
-            self.conn.send(protocol.joined(conv, top))
-            async for message in conversations.replay(conv, after_seq=req.last_seq, up_to=top):
+            self.conn.send(answer(top))
+            async for message in conversations.replay(conv, after_seq=after_seq, up_to=top):
                 await self.conn.replay(protocol.new_message(message), room, message.seq)
         except BaseException:
             self.services.hub.leave(room, self.conn)
@@ -287,21 +293,8 @@ class Session:
             async for message in conversations.replay(conv, after_seq=after, up_to=top):
                 await self.conn.replay(protocol.new_message(message), room, message.seq)
             return
-        self.conn.hold(room, after_seq=after)
-        self.services.fanout.join(room, self.conn)
         self.conn.watching.add(room)
-        try:
-            top = await conversations.top_seq(conv)
-            self.services.fanout.prime(room, top)
-            self.conn.rewind(room, top)
-            self.conn.send(protocol.watching(conv, top))
-            async for message in conversations.replay(conv, after_seq=after, up_to=top):
-                await self.conn.replay(protocol.new_message(message), room, message.seq)
-        except BaseException:
-            self.services.hub.leave(room, self.conn)
-            raise
-        finally:
-            self.conn.release(room)
+        await self._enter_replaying(conv, after, lambda top: protocol.watching(conv, top))
 
     async def unwatch(self, data: dict[str, Any]) -> None:
         policy.ensure_role(self.user, Action.UNWATCH)
