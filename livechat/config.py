@@ -114,6 +114,8 @@ class WebSocketSettings:
     outbox_size: int = field(default=1024, validator=_between(8, 1_000_000))
     send_timeout: float = field(default=10.0, validator=_between(0.1, 600))
     max_sockets_per_user: int = field(default=20, validator=_between(1, 10_000))
+    # Sends waiting for the message writer, all sockets together; more get ERROR "Server busy, retry".
+    max_queued_sends: int = field(default=2_000, validator=_between(1, 1_000_000))
     rate_burst: int = field(default=200, validator=_between(1, 1_000_000))
     rate_per_second: float = field(default=20.0, validator=_between(0.1, 1_000_000))
     abuse_strikes: int = field(default=100, validator=_between(1, 1_000_000))

@@ -9,6 +9,7 @@ UNAUTHORIZED = "Unauthorized, token missing or invalid"
 FORBIDDEN = "Forbidden, insufficient permissions"
 INVALID_SCHEMA = "Invalid request schema"
 UNAVAILABLE = "Service unavailable"
+BUSY = "Server busy, retry"  # the message writer's queue is full: resend later, same clientMessageId
 INTERNAL = "Internal server error"
 ALREADY_CLOSED = "Conversation already closed"
 

@@ -45,9 +45,11 @@ class Metrics:
             ["operation"], buckets=DB_BUCKETS, registry=registry)
         drops = Counter(
             "livechat_websocket_drops", "Socket events refused or sockets dropped: slow consumers disconnected, "
-            "sends over the rate limit", ["reason"], registry=registry)
+            "sends over the rate limit, sends refused while the message writer's queue is full", ["reason"],
+            registry=registry)
         self.slow_consumer_drops = drops.labels("slow_consumer")
         self.rate_limited = drops.labels("rate_limit")
+        self.writer_busy = drops.labels("busy")
         self.fanout_lag = Gauge(
             "livechat_fanout_lag_seconds", "How far the change feed (cross-process fan-out) is behind the database",
             registry=registry)

@@ -18,6 +18,7 @@ TOO_LARGE = "Request body too large"
 EMAIL_EXISTS = "Email already exists"
 BAD_LOGIN = "Invalid email or password"
 USER_NOT_FOUND = "User not found"
+BUSY = "Server busy, retry"  # the message writer's queue is full
 UNAVAILABLE = "Service unavailable"  # the database is out of reach (also a WebSocket ERROR)
 SUPERVISOR_NOT_FOUND = "Supervisor not found"
 INVALID_SUPERVISOR_ROLE = "Invalid supervisor role"

@@ -7,7 +7,7 @@ import asyncio
 
 from livechat.storage.embedded import EmbeddedServer
 from tests.conftest import Api, expect, make_settings
-from tests.contract import UNAVAILABLE
+from tests.contract import BUSY, UNAVAILABLE
 
 
 async def next_event(ws, timeout: float = 10.0) -> dict:
@@ -52,5 +52,55 @@ async def test_sends_fail_cleanly_during_an_outage_and_recover(app_client, tmp_p
         assert (live["data"]["content"], live["data"]["seq"]) == ("msg during", 2)
         history = await expect(await client.get(f"/conversations/{conv['_id']}", headers=api.auth(cand)), 200)
         assert [m["content"] for m in history["messages"]] == ["msg before", "msg during"]
+    finally:
+        server.stop()
+
+
+async def test_sends_beyond_the_writers_queue_are_refused_at_once_and_stored_after_a_resend(app_client, tmp_path):
+    """The writer is stuck on a stopped database with the first send; the queue holds one more;
+    the third is refused at once with ``Server busy, retry`` (not after a database timeout), and
+    stored when resent with the same clientMessageId once the database is back."""
+    server = EmbeddedServer("secantusd-py", str(tmp_path / "db"))
+    server.start()
+    try:
+        server.wait_ready(30)
+        client = await app_client(make_settings(server.uri, database={"timeout_ms": 1500},
+                                                ws={"max_queued_sends": 1}))
+        api = Api(client)
+        sup, cand = await api.user("supervisor"), await api.user("candidate")
+        conv = await expect(await client.post("/conversations", json={"supervisorId": sup["_id"]},
+                                              headers=api.auth(cand)), 201)
+        ws = await client.ws_connect("/ws?token=" + cand["token"])
+        await ws.send_json({"event": "JOIN_CONVERSATION", "data": {"conversationId": conv["_id"]}})
+        assert (await next_event(ws))["event"] == "JOINED_CONVERSATION"
+
+        def send(client_id: str):
+            return ws.send_json({"event": "SEND_MESSAGE", "data": {
+                "conversationId": conv["_id"], "content": f"msg {client_id}", "clientMessageId": client_id}})
+
+        await asyncio.to_thread(server.stop)
+        await send("stuck")
+        # The answer to an unknown event is sent after the writer took "stuck" (asyncio runs the
+        # tasks woken first first), so from here the queue is empty and the writer is waiting.
+        await ws.send_json({"event": "NO_SUCH_EVENT", "data": {}})
+        assert await next_event(ws) == {"event": "ERROR", "data": {"message": "Unknown event"}}
+        for client_id in ("queued", "refused"):
+            await send(client_id)
+        first = await next_event(ws)
+        assert first == {"event": "ERROR", "data": {"message": BUSY, "clientMessageId": "refused"}}
+        # The other two wait on the database and fail with it.
+        failed = [await next_event(ws), await next_event(ws)]
+        assert {(f["data"]["message"], f["data"]["clientMessageId"]) for f in failed} == {
+            (UNAVAILABLE, "stuck"), (UNAVAILABLE, "queued")}
+        metrics = await (await client.get("/metrics")).text()
+        assert 'livechat_websocket_drops_total{reason="busy"} 1.0' in metrics
+
+        server.start()
+        await asyncio.to_thread(server.wait_ready, 30)
+        await send("refused")
+        stored = await next_event(ws)
+        assert stored["event"] == "MESSAGE_SENT" and stored["data"]["clientMessageId"] == "refused"
+        history = await expect(await client.get(f"/conversations/{conv['_id']}", headers=api.auth(cand)), 200)
+        assert [m["content"] for m in history["messages"]] == ["msg refused"]
     finally:
         server.stop()

@@ -25,6 +25,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
@@ -39,7 +41,7 @@ from livechat.domain.events import MessageStored, SendRejected
 from livechat.domain.models import ConversationStatus, Message, User, utcnow
 from livechat.domain.policy import Action
 from livechat.domain.ports import ConversationRepo, DuplicateOf, EventPublisher, Member, MessageRepo
-from livechat.errors import ALREADY_CLOSED, INTERNAL, UNAVAILABLE, DomainError
+from livechat.errors import ALREADY_CLOSED, BUSY, INTERNAL, UNAVAILABLE, DomainError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -49,6 +51,7 @@ MAX_SEQ = 2**53  # the largest integer a JavaScript client holds exactly
 # Conversations whose next seq is remembered; the least recently written are forgotten (and
 # reloaded from the database if they are written again), so the map stays bounded.
 SEQ_COUNTERS = 10_000
+BUSY_LOG_EVERY = 10.0  # seconds between two warnings that sends are refused as busy
 FACTS_PAUSE = 0.05  # seconds between two commands of a periodic write of the conversations' facts
 
 
@@ -96,20 +99,33 @@ class MessageService:
     messages: MessageRepo
     events: EventPublisher
     max_batch: int = 512
-    max_queued: int = 50_000
+    # Sends waiting for the writer; beyond it a send is refused at once with ``Server busy, retry``,
+    # so what is accepted is stored within seconds instead of queueing without bound.
+    max_queued: int = 2_000
     clock: Callable[[], datetime] = utcnow  # the messages' createdAt (tests control it)
     facts_interval: float = 2.0  # seconds between writes of the conversations' facts
     # Observers (the metrics): the size of each batch, and how many messages each insert stored.
     on_batch: Callable[[int], None] = lambda size: None
     on_stored: Callable[[int], None] = lambda count: None
+    on_busy: Callable[[], None] = lambda: None  # a send refused because the queue was full
     _queue: asyncio.Queue[Draft | _Step | object] = field(init=False, factory=asyncio.Queue)
     _next_seq: OrderedDict[ObjectId, int] = field(init=False, factory=OrderedDict)
     _accepting: bool = field(init=False, default=True)
+    _busy_logged_at: float = field(init=False, default=-math.inf)
 
     def submit(self, draft: Draft) -> None:
         """Queue a send; its outcome reaches ``draft.origin`` (ack/error) and the room."""
-        if not self._accepting or self._queue.qsize() >= self.max_queued:
+        if not self._accepting:
             self._reply_error(draft, UNAVAILABLE)
+            return
+        if self._queue.qsize() >= self.max_queued:
+            self.on_busy()
+            now = time.monotonic()
+            if now - self._busy_logged_at >= BUSY_LOG_EVERY:
+                self._busy_logged_at = now
+                log.warning("message writer overloaded: %d sends queued, refusing new ones (Server busy, retry)",
+                            self._queue.qsize())
+            self._reply_error(draft, BUSY)
             return
         self._queue.put_nowait(draft)
 
