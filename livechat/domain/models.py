@@ -116,13 +116,15 @@ class Conversation:
     # Every write adds one: a late copy from the change feed (an insert's document arriving after
     # the assignment that followed it) never undoes a newer state.
     version: int = 0
-    # Facts for analytics (README "Analytics"), written when they happen so that a summary reads
+    # Facts for analytics (README "Analytics"), kept on the conversation so that a summary reads
     # conversations only, never messages: the first time an agent got it (kept on reassignment,
-    # transfer and requeue), the first message an agent sent in it, and how many messages it has.
+    # transfer and requeue), the first message an agent sent in it, and how many messages it has
+    # (these two from the message writer's ``MessageFacts``, written behind; ``message_count`` is as
+    # stored, the others also show what is not written yet).
     first_assigned_at: datetime | None = None
     first_agent_message_at: datetime | None = None
     message_count: int = 0
-    # Read receipts (README "Signals"), written by the message writer with the facts above: the top
+    # Read receipts (README "Signals"), from the message writer with the facts above: the top
     # seq, the newest message, and the seq of the newest message from each side (the candidate; staff).
     # Everything after a side's own last message is from the other side, which makes ``unread`` exact
     # without counting messages (see ``unread``).

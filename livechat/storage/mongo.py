@@ -782,9 +782,9 @@ WRITER = "writer"  # message, note and read-mark field: which process stored it
 STREAM_AWAIT_MS = 500  # a quiet stream answers this often, which keeps its position fresh
 _FOLLOWED = {"messages": Message, "conversations": Conversation, "presence": AgentPresence, "routing": Routing,
              "reads": ReadMark, "notes": Note}
-# The message writer's analytics facts (``messageCount``, with ``firstAgentMessageAt``) change a
-# conversation with every batch but concern no socket: the stream leaves those updates out, so
-# they cost the other processes nothing. Of ``users`` only token revocations (an update that
+# The message writer's facts (``flush_facts``: every update sets ``messageCount``) change a
+# conversation every ``facts_interval`` but concern no socket (each process follows the messages
+# themselves): the stream leaves those updates out, so they cost the other processes nothing. Of ``users`` only token revocations (an update that
 # raises ``tokenVersion``) are followed, and only the id and the version leave the database: the
 # projection drops every other field, so no password hash ever travels in the stream.
 _USERS = "users"
