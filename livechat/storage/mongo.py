@@ -404,10 +404,11 @@ class MongoConversationRepo(_Repo):
 
     async def flush_facts(self, pause: float = 0.0) -> None:
         """One update per conversation with recorded facts, ``FLUSH_CHUNK`` to a command and
-        ``pause`` seconds between commands, so that the message inserts interleave. Each is an update pipeline, because the aggregation
-        ``$min``/``$max`` (unlike the update operators) ignore a missing or null operand, and
-        ``$cond`` keeps the newer message: two processes' facts merge in whatever order they land.
-        Every update sets ``messageCount``, which keeps it out of the change stream."""
+        ``pause`` seconds between commands, so that the message inserts interleave. Each is an
+        update pipeline, because the aggregation ``$min``/``$max`` (unlike the update operators)
+        ignore a missing or null operand, and ``$cond`` keeps the newer message: two processes'
+        facts merge in whatever order they land. Every update sets ``messageCount``, which keeps
+        it out of the change stream."""
         async with self._flushing:
             if not self._unwritten:
                 return
