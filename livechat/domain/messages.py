@@ -16,8 +16,9 @@ Stored messages also move their conversations' facts: read receipts (the newest 
 and the newest seq per side: README "Signals") and analytics (README "Analytics": how many messages,
 when an agent first wrote). Those are recorded in memory before anyone is told, so everything this
 process reads shows them at once, and written every ``facts_interval`` seconds, one update per
-conversation however many messages it had meanwhile: an update costs SecantusDB about twice an
-insert, and one per batch saturated it (README "Performance").
+conversation however many messages it had meanwhile: an update of a conversation costs SecantusDB
+4–8 times an insert (it rewrites every index entry), and one per batch saturated it (README
+"Performance").
 """
 
 from __future__ import annotations

@@ -215,6 +215,7 @@ class MongoConversationRepo(_Repo):
         self._unwritten: dict[ObjectId, MessageFacts] = {}
         self._writing: dict[ObjectId, MessageFacts] = {}
         self._flushing = asyncio.Lock()
+        self._unpaced_waiting = 0  # flushes that must not wait (summary, shutdown): a paced one hurries
 
     def _conversation(self, doc: dict[str, Any]) -> Conversation:
         conv = from_document(doc, Conversation)
@@ -408,7 +409,17 @@ class MongoConversationRepo(_Repo):
         update pipeline, because the aggregation ``$min``/``$max`` (unlike the update operators)
         ignore a missing or null operand, and ``$cond`` keeps the newer message: two processes'
         facts merge in whatever order they land. Every update sets ``messageCount``, which keeps
-        it out of the change stream."""
+        it out of the change stream. An unpaced flush (``pause`` 0) makes a paced one in progress
+        stop pausing, so a summary never waits for the pacing."""
+        if not pause:
+            self._unpaced_waiting += 1
+        try:
+            await self._flush_facts(pause)
+        finally:
+            if not pause:
+                self._unpaced_waiting -= 1
+
+    async def _flush_facts(self, pause: float) -> None:
         async with self._flushing:
             if not self._unwritten:
                 return
@@ -417,7 +428,7 @@ class MongoConversationRepo(_Repo):
             written = 0
             try:
                 for written in range(0, len(items), FLUSH_CHUNK):
-                    if written and pause:
+                    if written and pause and not self._unpaced_waiting:
                         await asyncio.sleep(pause)
                     await self._bulk_facts(items[written:written + FLUSH_CHUNK])
                 written = len(items)
@@ -785,9 +796,10 @@ _FOLLOWED = {"messages": Message, "conversations": Conversation, "presence": Age
              "reads": ReadMark, "notes": Note}
 # The message writer's facts (``flush_facts``: every update sets ``messageCount``) change a
 # conversation every ``facts_interval`` but concern no socket (each process follows the messages
-# themselves): the stream leaves those updates out, so they cost the other processes nothing. Of ``users`` only token revocations (an update that
-# raises ``tokenVersion``) are followed, and only the id and the version leave the database: the
-# projection drops every other field, so no password hash ever travels in the stream.
+# themselves): the stream leaves those updates out, so they cost the other processes nothing.
+# Of ``users`` only token revocations (an update that raises ``tokenVersion``) are followed, and
+# only the id and the version leave the database: the projection drops every other field, so no
+# password hash ever travels in the stream.
 _USERS = "users"
 _CHANGES_PIPELINE = [
     {"$match": {"operationType": {"$in": ["insert", "update", "replace"]},
