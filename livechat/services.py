@@ -16,7 +16,7 @@ from livechat.domain.auth import AuthService, PasswordHasher, TokenCodec
 from livechat.domain.conversations import ConversationService
 from livechat.domain.events import EventBus
 from livechat.domain.messages import MessageService
-from livechat.domain.models import AgentPresence, Routing, TokensRevoked, utcnow
+from livechat.domain.models import AgentPresence, ProcessBeat, Routing, TokensRevoked, utcnow
 from livechat.domain.presence import PresenceService
 from livechat.domain.routing import RoutingService
 from livechat.domain.signals import SignalService
@@ -27,6 +27,7 @@ from livechat.realtime.fanout import Fanout
 from livechat.realtime.feed import ChangeFeed
 from livechat.realtime.hub import Hub
 from livechat.realtime.inbox import Inbox
+from livechat.realtime.typing_relay import TypingRelay
 from livechat.storage.embedded import embedded_database
 from livechat.storage.mongo import MongoStore, open_store, redact_uri
 
@@ -98,7 +99,9 @@ async def open_services(settings: Settings, hub: Hub | None = None, *,
             routing = RoutingService(store.routing, store.conversations, store.users, presence, bus,
                                      requeue_after=settings.routing.requeue_after.total_seconds(), clock=clock)
             inbox = Inbox(store.conversations, store.users, store.reads, is_auto=routing.is_auto)
-            fanout = Fanout(hub, store.messages, store.conversations, inbox)
+            changestream = settings.ws.fanout is FanoutMode.CHANGESTREAM
+            typing = TypingRelay(store.typing, presence.others_alive if changestream else lambda: False)
+            fanout = Fanout(hub, store.messages, store.conversations, inbox, relay_typing=typing.offer)
             bus.subscribe(fanout.publish)
             bus.subscribe(routing.on_event)
             messages = MessageService(store.conversations, store.messages, bus, clock=clock,
@@ -110,15 +113,15 @@ async def open_services(settings: Settings, hub: Hub | None = None, *,
                 hub.revoke(revoked.user_id, revoked.token_version)
 
             feed = None
-            if settings.ws.fanout is FanoutMode.CHANGESTREAM:
+            if changestream:
                 feed = ChangeFeed(store, fanout, observe_message=messages.observe,
-                                  handlers={AgentPresence: presence.apply, Routing: routing.apply,
-                                            TokensRevoked: revoke})
+                                  handlers={AgentPresence: presence.apply, ProcessBeat: presence.heard_beat,
+                                            Routing: routing.apply, TokensRevoked: revoke})
                 await feed.start()
                 metrics.fanout_lag.set_function(lambda: feed.lag)
             sweep = min(5.0, settings.routing.requeue_after.total_seconds() / 4)
             try:
-                async with presence.running(), routing.running(sweep), messages.running():
+                async with presence.running(), routing.running(sweep), messages.running(), typing.running():
                     yield Services(
                         store=store,
                         hub=hub,

@@ -434,6 +434,26 @@ async def test_read_receipts_and_notes_across_processes(tmp_path, mongo_uri):
         assert "NEW_NOTE" not in [f["event"] for f in cand.frames] and "staff only" not in str(cand.frames)
 
 
+async def test_typing_crosses_processes_and_stays_throttled(tmp_path, mongo_uri):
+    """TYPING goes through the short-lived typing collection to a room on another process, once per
+    socket per 2 s however fast the sender types; nothing of it is stored as a message."""
+    async with cluster(tmp_path, mongo_uri, 2) as (_, (p1, p2)):
+        supervisor, agent, _, candidate = await team(p1)
+        conv = await open_assigned(p1, supervisor, agent, candidate)
+        cand, ag = await p1.socket(candidate), await p2.socket(agent)
+        await cand.join(conv)
+        await ag.join(conv)
+        started = asyncio.get_running_loop().time()
+        for _ in range(50):
+            await cand.emit("TYPING", {"conversationId": conv})
+        assert await ag.expect("TYPING") == {"conversationId": conv, "userId": candidate["_id"], "role": "candidate"}
+        await ag.drain(1.0)
+        assert len(ag.seen("TYPING")) == 1 + int((asyncio.get_running_loop().time() - started) // 2), ag.seen("TYPING")
+        await ag.emit("TYPING", {"conversationId": conv})
+        assert (await cand.expect("TYPING"))["role"] == "agent"
+        assert await p1.history(candidate, conv) == []
+
+
 async def closed_unauthorized(sock: Socket, timeout: float = 1.0) -> None:
     """ERROR ``Unauthorized or invalid token``, then a close frame with 4401, within ``timeout``."""
     async with asyncio.timeout(timeout):

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 from typing import Any
 
 import attrs
 import pymongo
 from bson import ObjectId
 
+from livechat.domain.models import utcnow
+from livechat.keys import services_key
 from tests.conftest import expect
 from tests.contract import ALREADY_CLOSED, FORBIDDEN_FOR_ROLE, INVALID, NOT_ALLOWED, NOT_JOINED
 from tests.ws_helpers import Peer, Scene, quiet, until
@@ -86,6 +89,41 @@ async def test_a_typing_flood_forwards_one_per_two_seconds_and_never_errors_or_c
     await cand.emit("TYPING", {"conversationId": scene.conv_id})
     assert (await agent.expect_event("TYPING"))["userId"] == scene.candidate["_id"]
     await cand.sent(scene.conv_id, "still allowed to talk", "c-1")  # the flood cost no message budget
+
+
+async def test_typing_is_written_for_other_processes_only_while_one_is_alive(scene: Scene, settings, mongo_uri):
+    """Alone, a process writes nothing for typing. Once another process's heartbeat is fresh, each
+    forwarded signal is also written for that process's change feed, and a signal another process
+    wrote reaches this process's room — unless it is stale."""
+    services = scene.client.server.app[services_key]
+    cand, agent = await scene.joined(scene.candidate), await scene.joined(scene.agent)
+    raw = pymongo.AsyncMongoClient(mongo_uri, tz_aware=True)
+    try:
+        db = raw[settings.database.name]
+        await cand.emit("TYPING", {"conversationId": scene.conv_id})
+        await agent.expect_event("TYPING")
+        await db["presence_processes"].insert_one({"_id": "other", "expires": utcnow() + timedelta(seconds=60),
+                                                   "writer": "other"})
+        async with asyncio.timeout(10):  # the change feed brings the heartbeat
+            while not services.presence.others_alive():
+                await asyncio.sleep(0.05)
+        assert await db["typing"].count_documents({}) == 0  # the candidate's signal was not written
+        await agent.emit("TYPING", {"conversationId": scene.conv_id})
+        assert (await cand.expect_event("TYPING"))["userId"] == scene.agent["_id"]
+        async with asyncio.timeout(10):
+            while not (written := await db["typing"].find({}, {"_id": 0}).to_list(None)):
+                await asyncio.sleep(0.05)
+        assert [{k: v for k, v in doc.items() if k != "at"} for doc in written] == [
+            {"conversationId": ObjectId(scene.conv_id), "userId": ObjectId(scene.agent["_id"]), "role": "agent",
+             "writer": services.store.writer}]
+        someone, late = ObjectId(), ObjectId()
+        for user_id, at in ((late, utcnow() - timedelta(seconds=30)), (someone, utcnow())):
+            await db["typing"].insert_one({"conversationId": ObjectId(scene.conv_id), "userId": user_id,
+                                           "role": "candidate", "at": at, "writer": "other"})
+        assert await agent.expect_event("TYPING") == {"conversationId": scene.conv_id, "userId": str(someone),
+                                                      "role": "candidate"}
+    finally:
+        await raw.close()
 
 
 async def test_typing_needs_the_room_and_a_party_role(scene: Scene):

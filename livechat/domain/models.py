@@ -224,6 +224,26 @@ class ReadMark:
 
 
 @frozen
+class TypingSignal:
+    """Someone in a conversation is typing (README "Signals"): never stored for long, never a
+    message. Only crosses to other processes, through a short-lived collection the change feed
+    follows."""
+
+    conversation_id: ObjectId
+    user_id: ObjectId
+    role: Role
+    at: datetime = field(factory=utcnow)
+
+
+@frozen
+class ProcessBeat:
+    """A livechat process's presence heartbeat: it counts as alive until ``expires``."""
+
+    process: str
+    expires: datetime
+
+
+@frozen
 class Note:
     """A private staff note (README "Signals"): its own collection and ids, never a message seq, so no
     path that serves messages can ever return one."""

@@ -14,7 +14,8 @@ from bson import ObjectId
 
 from livechat.domain.events import DomainEvent
 from livechat.domain.models import (AgentPresence, Conversation, ConversationStatus, GroupBy, Message, Note, Presence,
-                                    ReadMark, Role, Routing, SummaryRow, SupervisorStats, User)
+                                    ProcessBeat, ReadMark, Role, Routing, SummaryRow, SupervisorStats, TypingSignal,
+                                    User)
 
 T = TypeVar("T")
 
@@ -111,6 +112,12 @@ class NoteRepo(Protocol):
     async def of_conversation(self, conv_id: ObjectId) -> list[Note]: ...
 
 
+class TypingRepo(Protocol):
+    async def insert_many(self, signals: list[TypingSignal]) -> None:
+        """For the other processes' change feeds; expired after a minute, read by nobody else."""
+        ...
+
+
 class WriteSerializer(Protocol):
     """Orders state changes with the message writer (domain/messages.py)."""
 
@@ -134,7 +141,8 @@ class Change:
 
     position: Any  # the resume token
     wall_time: datetime | None = None
-    document: Message | Conversation | AgentPresence | Routing | ReadMark | Note | None = None
+    document: (Message | Conversation | AgentPresence | Routing | ReadMark | Note | TypingSignal | ProcessBeat
+               | None) = None
 
 
 class HistoryLost(Exception):

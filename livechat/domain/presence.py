@@ -22,7 +22,7 @@ from bson import ObjectId
 
 from livechat.domain import policy
 from livechat.domain.events import PresenceChanged
-from livechat.domain.models import AgentPresence, Presence, Role, User, utcnow
+from livechat.domain.models import AgentPresence, Presence, ProcessBeat, Role, User, utcnow
 from livechat.domain.policy import Action
 from livechat.domain.ports import EventPublisher, PresenceRepo
 from livechat.errors import DomainError, InvalidInput
@@ -57,6 +57,11 @@ class PresenceService:
     def available(self, supervisor_id: ObjectId) -> list[ObjectId]:
         return [agent for agent, doc in self._view.items()
                 if doc.supervisor_id == supervisor_id and self.of(agent)[0] is Presence.AVAILABLE]
+
+    def others_alive(self) -> bool:
+        """Whether another livechat process's heartbeat is fresh (as last read, or heard since)."""
+        now = self._clock()
+        return any(expires > now for process, expires in self._heartbeats.items() if process != self._process)
 
     def visible_to(self, user: User) -> list[tuple[ObjectId, Presence, datetime | None]]:
         """Every agent ``user`` may see the presence of (its own team; admins all) that is online."""
@@ -125,6 +130,11 @@ class PresenceService:
             return
         self._view[doc.agent_id] = doc
         self._recompute(doc.agent_id, local=doc.writer == self._process)
+
+    def heard_beat(self, beat: ProcessBeat) -> None:
+        """Another process renewed its heartbeat (the change feed tells us between our own reads)."""
+        if beat.process != self._process:
+            self._heartbeats[beat.process] = beat.expires
 
     def _alive(self, process: str, claimed_at: datetime) -> bool:
         """Whether a claim counts: ours always; another process's while its heartbeat is fresh —

@@ -13,13 +13,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
+from datetime import timedelta
 
 from bson import ObjectId
 
 from livechat.domain import policy
 from livechat.domain.events import (ConversationChanged, ConversationClosed, DomainEvent, MemberEvicted, MessageStored,
                                     NoteStored, PresenceChanged, ReadAdvanced, SendRejected)
-from livechat.domain.models import Conversation, ConversationStatus, Message, Note, ReadMark, Role, User
+from livechat.domain.models import (Conversation, ConversationStatus, Message, Note, ReadMark, Role, TypingSignal,
+                                    User, utcnow)
 from livechat.domain.policy import Action
 from livechat.domain.ports import ConversationRepo, MessageRepo
 from livechat.errors import DomainError
@@ -32,6 +35,7 @@ log = logging.getLogger(__name__)
 GAP_WAIT = 0.25  # seconds a message waits for an earlier one from the feed before we read it
 RETRY_MAX = 5.0
 FILL_PAGE = 500
+TYPING_FRESH = timedelta(seconds=5)  # a typing signal from another process older than this is dropped
 VERSIONS_KEPT = 10_000  # conversations whose newest version is remembered (older copies are dropped)
 
 
@@ -40,8 +44,10 @@ def is_staff(user: User) -> bool:
 
 
 class Fanout:
-    def __init__(self, hub: Hub, messages: MessageRepo, conversations: ConversationRepo, inbox: Inbox) -> None:
+    def __init__(self, hub: Hub, messages: MessageRepo, conversations: ConversationRepo, inbox: Inbox, *,
+                 relay_typing: Callable[[TypingSignal], None] = lambda signal: None) -> None:
         self._hub = hub
+        self._relay = relay_typing  # to the other processes (realtime/typing.py)
         self._messages = messages
         self._conversations = conversations
         self.inbox = inbox
@@ -80,7 +86,11 @@ class Fanout:
 
     # --- from other processes (the change feed) -----------------------------------------------
 
-    def apply_remote(self, change: Message | Conversation | ReadMark | Note) -> None:
+    def apply_remote(self, change: Message | Conversation | ReadMark | Note | TypingSignal) -> None:
+        if isinstance(change, TypingSignal):
+            if utcnow() - change.at <= TYPING_FRESH:  # the feed may be behind: old typing is noise
+                self._typing_to(change)
+            return
         if isinstance(change, ReadMark):
             self._read(change)
             return
@@ -152,10 +162,15 @@ class Fanout:
     # --- signals (README "Signals"): not part of the seq stream, sent as they come ----------------
 
     def typing(self, room: ObjectId, origin: Connection) -> None:
-        """This process's other sockets of the room (typing is never stored, so it crosses no process)."""
-        frame = protocol.typing(room, origin.user)
-        for conn in list(self._hub.members(room)):
-            if conn is not origin:
+        """This process's other sockets of the room at once; the other processes' through the relay."""
+        signal = TypingSignal(room, origin.user.id, origin.user.role)
+        self._typing_to(signal, exclude=origin)
+        self._relay(signal)
+
+    def _typing_to(self, signal: TypingSignal, exclude: Connection | None = None) -> None:
+        frame = protocol.typing(signal)
+        for conn in list(self._hub.members(signal.conversation_id)):
+            if conn is not exclude:
                 conn.send(frame)
 
     def _read(self, mark: ReadMark, exclude: Connection | None = None) -> None:

@@ -13,7 +13,7 @@ from attrs import field, frozen
 from bson import ObjectId
 
 from livechat.domain.messages import MAX_CONTENT_CHARS, MAX_SEQ
-from livechat.domain.models import Conversation, Message, Note, Presence, ReadMark, User
+from livechat.domain.models import Conversation, Message, Note, Presence, ReadMark, TypingSignal
 from livechat.serialization import conversation_item, iso, message_view, note_view
 
 # client → server
@@ -133,8 +133,9 @@ def unwatched(conversation_id: ObjectId) -> str:
     return encode(UNWATCHED_CONVERSATION, {"conversationId": str(conversation_id)})
 
 
-def typing(conversation_id: ObjectId, user: User) -> str:
-    return encode(TYPING, {"conversationId": str(conversation_id), "userId": str(user.id), "role": user.role.value})
+def typing(signal: TypingSignal) -> str:
+    return encode(TYPING, {"conversationId": str(signal.conversation_id), "userId": str(signal.user_id),
+                           "role": signal.role.value})
 
 
 def read(mark: ReadMark) -> str:

@@ -29,8 +29,9 @@ from cattrs.preconf.bson import make_converter
 
 from livechat.config import DatabaseSettings, Driver
 from livechat.domain.models import (ACTIVE_STATUSES, AgentPresence, Assignment, Conversation, ConversationStatus,
-                                    Distribution, GroupBy, LastMessage, Message, MessageFacts, Note, Presence, ReadMark,
-                                    Role, Routing, SummaryRow, SupervisorStats, TokensRevoked, User)
+                                    Distribution, GroupBy, LastMessage, Message, MessageFacts, Note, Presence,
+                                    ProcessBeat, ReadMark, Role, Routing, SummaryRow, SupervisorStats, TokensRevoked,
+                                    TypingSignal, User)
 from livechat.domain.ports import Change, DuplicateOf, HistoryLost
 from livechat.errors import Conflict, Unavailable
 from livechat.naming import camel
@@ -50,7 +51,8 @@ _KEYS = {AgentPresence: "agent_id", Routing: "supervisor_id"}  # the field that 
 
 def _make_document_converter():
     conv = make_converter()
-    for cls in (User, Assignment, LastMessage, Conversation, Message, AgentPresence, Routing, ReadMark, Note):
+    for cls in (User, Assignment, LastMessage, Conversation, Message, AgentPresence, Routing, ReadMark, Note,
+                TypingSignal):
         key = _KEYS.get(cls, "id")
         renames = {
             f.name: override(rename="_id" if f.name == key else camel(f.name))
@@ -695,6 +697,28 @@ class MongoNoteRepo(_Repo):
         return [from_document(d, Note) for d in docs]
 
 
+class MongoTypingRepo(_Repo):
+    """Typing signals on their way to the other processes' change feeds. Nobody queries them; the
+    TTL index removes them after ``TYPING_KEPT`` (SecantusDB and MongoDB sweep once a minute)."""
+
+    def __init__(self, collection: Any, writer: str) -> None:
+        self._c = collection
+        self._writer = writer
+
+    async def ensure_indexes(self) -> None:
+        await self._c.create_index("at", expireAfterSeconds=TYPING_KEPT, name="expire")
+
+    @translate_errors
+    async def insert_many(self, signals: list[TypingSignal]) -> None:
+        docs = [to_document(signal) for signal in signals]
+        for doc in docs:
+            doc[WRITER] = self._writer
+        await self._c.insert_many(docs, ordered=False)
+
+
+TYPING_KEPT = 60  # seconds
+
+
 class MongoRoutingRepo(_Repo):
     def __init__(self, collection: Any) -> None:
         self._c = collection
@@ -773,7 +797,8 @@ class MongoPresenceRepo(_Repo):
     @translate_errors
     async def beat(self, process: str, expires: datetime) -> dict[str, datetime]:
         """Renew this process's heartbeat; every process's heartbeat (process → when it expires)."""
-        await self._heartbeats.replace_one({"_id": process}, {"_id": process, "expires": expires}, upsert=True)
+        await self._heartbeats.replace_one({"_id": process}, {"_id": process, "expires": expires, WRITER: process},
+                                           upsert=True)
         return {d["_id"]: d["expires"] for d in await self._heartbeats.find({}).to_list(None)}
 
     @translate_errors
@@ -793,7 +818,10 @@ class MongoPresenceRepo(_Repo):
 WRITER = "writer"  # message, note and read-mark field: which process stored it
 STREAM_AWAIT_MS = 500  # a quiet stream answers this often, which keeps its position fresh
 _FOLLOWED = {"messages": Message, "conversations": Conversation, "presence": AgentPresence, "routing": Routing,
-             "reads": ReadMark, "notes": Note}
+             "reads": ReadMark, "notes": Note, "typing": TypingSignal}
+# Heartbeats are followed so every process knows at once which others are alive (the typing relay
+# writes only while there are any); a heartbeat document is ``{_id: process, expires}``.
+_HEARTBEATS = "presence_processes"
 # The message writer's facts (``flush_facts``: every update sets ``messageCount``) change a
 # conversation every ``facts_interval`` but concern no socket (each process follows the messages
 # themselves): the stream leaves those updates out, so they cost the other processes nothing.
@@ -803,7 +831,7 @@ _FOLLOWED = {"messages": Message, "conversations": Conversation, "presence": Age
 _USERS = "users"
 _CHANGES_PIPELINE = [
     {"$match": {"operationType": {"$in": ["insert", "update", "replace"]},
-                "$or": [{"ns.coll": {"$in": list(_FOLLOWED)},
+                "$or": [{"ns.coll": {"$in": [*_FOLLOWED, _HEARTBEATS]},
                          "updateDescription.updatedFields.messageCount": {"$exists": False}},
                         {"ns.coll": _USERS, "operationType": "update",
                          "updateDescription.updatedFields.tokenVersion": {"$exists": True}}]}},
@@ -843,8 +871,8 @@ class MongoStore:
         self.presence = MongoPresenceRepo(db["presence"], db["presence_processes"])
         self.reads = MongoReadRepo(db["reads"], self.writer)
         self.notes = MongoNoteRepo(db["notes"], self.writer)
-        for repo in (self.users, self.conversations, self.messages, self.routing, self.presence, self.reads,
-                     self.notes):
+        self.typing = MongoTypingRepo(db["typing"], self.writer)
+        for repo in self._repos():
             repo.observe_db = observe_db
 
     @contextlib.asynccontextmanager
@@ -881,14 +909,21 @@ class MongoStore:
                 revoked = TokensRevoked(doc["_id"], int(doc.get("tokenVersion", 0)))
                 yield Change(stream.resume_token, event.get("wallTime"), revoked)
                 continue
+            if coll == _HEARTBEATS and doc is not None:
+                yield Change(stream.resume_token, event.get("wallTime"), ProcessBeat(doc["_id"], doc["expires"]))
+                continue
             cls = _FOLLOWED.get(coll)
             if doc is None or cls is None:
                 yield Change(stream.resume_token, event.get("wallTime"))
             else:
                 yield Change(stream.resume_token, event.get("wallTime"), from_document(doc, cls))
 
+    def _repos(self) -> tuple[_Repo, ...]:
+        return (self.users, self.conversations, self.messages, self.routing, self.presence, self.reads, self.notes,
+                self.typing)
+
     async def ensure_indexes(self) -> None:
-        for repo in (self.users, self.conversations, self.messages, self.routing, self.presence, self.reads, self.notes):
+        for repo in self._repos():
             await repo.ensure_indexes()
 
     async def ping(self) -> None:
