@@ -21,9 +21,12 @@ from bench.procstats import CORES, machine_busy_seconds
 from bench.report import evaluate, render
 from bench.scenarios import FULL, QUICK, Bench, progress
 from bench.servers import BenchError, raise_open_files_limit, require_loopback
+from bench.typing_signals import typing_signals
 
-ORDER = ("startup", "chat", "capacity", "multiprocess", "desk", "analytics", "limits", "connections", "logins")
-OWN_MODULE = {"multiprocess": multiprocess, "desk": desk, "analytics": analytics}  # not Bench methods
+ORDER = ("startup", "chat", "capacity", "typing", "multiprocess", "desk", "analytics", "limits", "connections",
+         "logins")
+OWN_MODULE = {"multiprocess": multiprocess, "desk": desk, "typing": typing_signals,  # not Bench methods
+              "analytics": analytics}
 
 
 def build_parser() -> argparse.ArgumentParser:

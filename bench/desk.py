@@ -25,7 +25,7 @@ import aiohttp
 
 from bench.api import Api, bounded
 from bench.procstats import Watch
-from bench.scenarios import LOAD_ENV, Bench, bound_of, progress
+from bench.scenarios import LOAD_ENV, Bench, progress, window_summary
 
 
 async def desk(bench: Bench) -> dict:
@@ -68,16 +68,9 @@ async def desk(bench: Bench) -> dict:
         "conversations": p.chat_conversations, "rate": p.chat_rate, "agents_online": p.desk_agents,
         "teams": p.desk_teams, "toggles": toggles, "desk_frames": received, "desk_setup_s": round(opened, 1),
         "settle_s": p.desk_settle,
-        "windows": {name: _summary(w) for name, w in (("alone", before), ("desk", during), ("alone_again", after))},
+        "windows": {name: window_summary(w) for name, w in (("alone", before), ("desk", during), ("alone_again", after))},
         "integrity": integrity,
     }
-
-
-def _summary(window: dict) -> dict:
-    res = window["resources"]
-    return {"sent": window["sent"], "delivered": window["delivered"], "lost": window["lost"],
-            "duplicated": window["duplicated"], "out_of_order": window["out_of_order"],
-            "latency_ms": window["latency_ms"], "cpu_s": res.get("cpu_s"), "bound": bound_of(res)}
 
 
 class Desk:

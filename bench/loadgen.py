@@ -128,6 +128,7 @@ class Fleet:
         self.late = 0  # answers for a window that was already summarised (after its drain timeout)
         self.closing = False
         self.windows: list[Window] = []
+        self.typing_sent = self.typing_received = 0  # TYPING frames, over all windows (``typing``)
         self._sends = 0  # over all windows: the next conversation and sender
         self._acked_top: dict[int, int] = {}  # per conversation: the highest acked seq of earlier windows
 
@@ -190,6 +191,8 @@ class Fleet:
                 rec.error = str(data.get("message"))
                 if not was:
                     rec.window.settle_one()
+        elif event == "TYPING":
+            self.typing_received += 1
         elif event == "JOINED_CONVERSATION":
             if peer.joined is not None and not peer.joined.done():
                 peer.joined.set_result(data)
@@ -267,6 +270,30 @@ class Fleet:
         if inserts is not None and inserts_before is not None and inserts > inserts_before:
             result["db_insert_batch_avg"] = round(window.acked / (inserts - inserts_before), 1)
         return result
+
+    @contextlib.contextmanager
+    def typing(self, per_second: float):
+        """Every socket sends ``TYPING`` in turn, ``per_second`` frames in all, while the block runs
+        (a person typing sends more than the server forwards: it keeps one per socket per 2 s)."""
+        task = asyncio.get_running_loop().create_task(self._type(per_second))
+        try:
+            yield
+        finally:
+            task.cancel()
+
+    async def _type(self, per_second: float) -> None:
+        sockets = [p for pair in self.peers for p in pair]
+        frames = [frame("TYPING", {"conversationId": self.rooms[p.room].conversation_id}) for p in sockets]
+        start, k = time.perf_counter(), 0
+        while True:
+            due = min(int((time.perf_counter() - start) * per_second) + 1, k + MAX_BURST)
+            for i in range(k, due):
+                peer = sockets[i % len(sockets)]
+                if peer.ws is not None and not peer.ws.closed:
+                    await peer.ws.send_str(frames[i % len(sockets)])
+                    self.typing_sent += 1
+            k = max(k, due)
+            await asyncio.sleep(max(0.0, start + k / per_second - time.perf_counter()))
 
     async def _inserts(self) -> int | None:
         if self.batch_probe is None:

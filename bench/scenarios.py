@@ -70,13 +70,15 @@ class Plan:
     desk_toggle_period: float = 30.0
     desk_settle: float = 15.0
     analytics_requests: int = 20
+    typing_conversations: int = 1000  # both sockets of each type steadily (~1 forwarded/s per conversation)
 
 
 FULL = Plan()
 QUICK = Plan(chat_conversations=20, chat_rate=100.0, chat_duration=5.0, capacity_ns=(10, 100), step_duration=1.5,
              refine_steps=1, quarter_duration=2.0, drain_timeout=5.0, settle=0.3, db_batches=(1, 16, 128),
              db_seconds=1.0, minimal_ns=(100,), sockets=1000, idle_seconds=10.0, logins=30, login_users=6,
-             startups=1, desk_agents=200, desk_teams=5, desk_settle=3.0, analytics_requests=8)
+             startups=1, desk_agents=200, desk_teams=5, desk_settle=3.0, analytics_requests=8,
+             typing_conversations=100)
 
 
 def progress(text: str) -> None:
@@ -98,6 +100,14 @@ def verdict(step: dict) -> str | None:
     if p99 is None or p99 > GOOD_P99_MS:
         reasons.append(f"p99 {p99} ms > {GOOD_P99_MS:.0f}")
     return "; ".join(reasons) or None
+
+
+def window_summary(window: dict) -> dict:
+    """A chat window's figures, for scenarios that compare windows (desk, typing)."""
+    res = window["resources"]
+    return {"sent": window["sent"], "delivered": window["delivered"], "lost": window["lost"],
+            "duplicated": window["duplicated"], "out_of_order": window["out_of_order"],
+            "latency_ms": window["latency_ms"], "cpu_s": res.get("cpu_s"), "bound": bound_of(res)}
 
 
 def bound_of(resources: dict | None) -> str:
@@ -168,7 +178,7 @@ class Bench:
         return livechat_server(self.workdir, name, **{**self.server_env, **env})
 
     def pool_size(self) -> int:
-        return max(self.plan.chat_conversations, *self.plan.capacity_ns)
+        return max(self.plan.chat_conversations, self.plan.typing_conversations, *self.plan.capacity_ns)
 
     async def load_target(self) -> dict[str, Any]:
         """The livechat that chat/capacity/limits share, with ``pool_size`` conversations set up."""
