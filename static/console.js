@@ -628,7 +628,6 @@ async function closeOverHttp(conversationId) {
 }
 
 function agentView() {
-  $('#agent-own-id').textContent = state.user._id;
   state.myPresence = 'available'; // a first socket starts available (C.3)
   syncPresenceToggle();
 }
@@ -875,7 +874,8 @@ class Chat {
     this.retryTimer = null;
     this.stopped = false;
     this.fatal = false;
-    this.teamAgents = null; // watchers: the agents a transfer may go to
+    this.teamAgents = null; // the agents a transfer may go to, and for which current agent they were listed
+    this.teamAgentsFor = undefined;
     this.handingOver = false; // our own transfer is in flight: its CONVERSATION_REMOVED is expected
     this.staff = state.user.role !== 'candidate'; // sees and writes private notes (C.7)
     this.notes = new Map(); // noteId -> <li>
@@ -928,7 +928,6 @@ class Chat {
       $('#chat-connection-wrap').hidden = false;
       window.addEventListener('online', this.onOnline);
       this.connect();
-      loadTransferChoices(this).catch(report);
     }
   }
 
@@ -1342,33 +1341,35 @@ class Chat {
 
 // ---------------------------------------------------------------- transfer
 
-/** The agents a supervisor or admin may hand the chat to: the conversation's team (GET /agents).
- * An agent cannot list its team (GET /agents is staff above it), so it types a teammate's ID. */
+/** The agents this user may hand the chat to (the server leaves the current agent out), again
+ * whenever the chat's agent changes. For its assigned agent and for watchers. */
 async function loadTransferChoices(chat) {
-  if (!chat.watcher) return;
-  const agents = await api('GET', '/agents');
-  if (state.chat !== chat) return;
-  chat.teamAgents = agents.filter((a) => a.supervisorId === chat.conv?.supervisorId);
-  for (const a of chat.teamAgents) {
+  const agentId = chat.conv?.agentId;
+  if (!mayTransfer(chat) || chat.teamAgentsFor === agentId) return;
+  chat.teamAgentsFor = agentId;
+  const agents = await api('GET', `/conversations/${encodeURIComponent(chat.id)}/transfer-targets?limit=500`);
+  if (state.chat !== chat || chat.teamAgentsFor !== agentId) return;
+  chat.teamAgents = agents;
+  for (const a of agents) {
     if (!state.presence.has(a._id)) state.presence.set(a._id, a.presence);
   }
   syncTransferForm(chat);
 }
 
-/** Shown for a conversation that has an agent and is not closed: to its agent, or to a watcher. */
-function syncTransferForm(chat) {
-  const form = $('#transfer-form');
+function mayTransfer(chat) {
   const conv = chat.conv ?? {};
   const active = Boolean(chat.status) && chat.status !== 'closed' && !chat.fatal;
   const mine = state.user.role === 'agent' && conv.agentId === state.user._id;
-  form.hidden = !(active && conv.agentId && (mine || chat.watcher));
+  return Boolean(active && conv.agentId && (mine || chat.watcher));
+}
+
+/** Shown for a conversation that has an agent and is not closed: to its agent, or to a watcher. */
+function syncTransferForm(chat) {
+  const form = $('#transfer-form');
+  form.hidden = !mayTransfer(chat);
   if (form.hidden) return;
-  const select = $('#transfer-agent');
-  const input = $('#transfer-agent-id');
-  select.hidden = !chat.watcher;
-  input.hidden = chat.watcher;
-  form.querySelector('label').htmlFor = chat.watcher ? 'transfer-agent' : 'transfer-agent-id';
-  if (chat.watcher) fillTransferChoices(select, chat, conv.agentId);
+  if (chat.teamAgentsFor !== chat.conv.agentId) loadTransferChoices(chat).catch(report);
+  fillTransferChoices($('#transfer-agent'), chat, chat.conv.agentId);
 }
 
 function fillTransferChoices(select, chat, currentAgentId) {
@@ -1388,16 +1389,15 @@ async function transferChat(ev) {
   ev.preventDefault();
   const chat = state.chat;
   if (!chat) return;
-  const agentId = chat.watcher ? $('#transfer-agent').value : $('#transfer-agent-id').value.trim();
+  const agentId = $('#transfer-agent').value;
   if (!agentId) {
-    notify(chat.watcher ? 'There is no other agent in this team.' : "Type your teammate's agent ID.");
+    notify('There is no other agent in this team.');
     return;
   }
   chat.handingOver = state.user.role === 'agent';
   try {
     const done = await api('POST', `/conversations/${encodeURIComponent(chat.id)}/transfer`, {agentId});
     const name = chat.teamAgents?.find((a) => a._id === done.agentId)?.name ?? `agent ${shortId(done.agentId)}`;
-    $('#transfer-agent-id').value = '';
     if (state.user.role === 'agent') closeChat(); // it is no longer ours: the inbox drops it too
     notify(`Transferred to ${name}.`, 'info');
   } catch (err) {

@@ -165,6 +165,8 @@ async def test_real_answers_match_the_openapi_document(checked):
     await post(f"/conversations/{conv}/assign", json={"agentId": agent["_id"]}, headers=h(cand))
     await post(f"/conversations/{conv}/transfer", json={"agentId": agent["_id"]}, headers=h(sup))
     await post(f"/conversations/{conv}/transfer", json={}, headers=h(sup))
+    await get(f"/conversations/{conv}/transfer-targets", headers=h(sup))
+    await get(f"/conversations/{conv}/transfer-targets", headers=h(cand))
     await post(f"/conversations/{conv}/close", headers=h(sup))  # assigned: 400
     second = await Scene.create(client, assigned=False)
     await post(f"/conversations/{second.conv_id}/close", headers=h(admin))

@@ -264,6 +264,38 @@ async def test_the_agent_transfers_the_chat_live(client):
     assert await transfer(scene, scene.supervisor, scene.agent["_id"], 400) == ALREADY_CLOSED
 
 
+async def targets(scene: Scene, user: dict[str, Any], status: int = 200, query: str = "") -> Any:
+    resp = await scene.client.get(f"/conversations/{scene.conv_id}/transfer-targets{query}",
+                                  headers=scene.api.auth(user))
+    return await expect(resp, status)
+
+
+async def test_whoever_may_transfer_lists_the_teammates_it_may_transfer_to(client):
+    """An agent cannot list its team (GET /agents is for supervisors and admins), but it may see whom it
+    can hand its conversation to: the other agents of the team, with their presence."""
+    scene = await Scene.create(client)
+    away, idle = await scene.another_agent(), await scene.another_agent()
+    outsider = await Api(client).user("agent", supervisor_id=(await Api(client).user("supervisor"))["_id"])
+    online = await scene.connect(away)
+    await online.emit("SET_PRESENCE", {"status": "away"})
+    await online.idle()
+    expected = [{"_id": away["_id"], "name": away["name"], "presence": "away", "activeConversations": 0},
+                {"_id": idle["_id"], "name": idle["name"], "presence": "offline", "activeConversations": 0}]
+    assert await targets(scene, scene.agent) == expected  # neither itself nor another team's agent
+    assert await targets(scene, scene.supervisor) == expected
+    first = await targets(scene, scene.agent, query="?limit=1")
+    assert first == expected[:1]
+    assert await targets(scene, scene.agent, query=f"?limit=1&cursor={first[0]['_id']}") == expected[1:]
+    await transfer(scene, scene.agent, idle["_id"])
+    assert await targets(scene, scene.agent, 403) == FORBIDDEN  # no longer its conversation
+    listed = await targets(scene, scene.supervisor)
+    assert [a["_id"] for a in listed] == [scene.agent["_id"], away["_id"]] and outsider["_id"] not in str(listed)
+    assert await targets(scene, scene.candidate, 403) == FORBIDDEN
+    assert await targets(scene, scene.supervisor, 400, "?limit=0") == INVALID
+    resp = await client.get("/conversations/nope/transfer-targets", headers=scene.api.auth(scene.supervisor))
+    await expect(resp, 400, INVALID)
+
+
 # --- watch ----------------------------------------------------------------------------------------------
 
 

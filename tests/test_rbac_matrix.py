@@ -47,31 +47,32 @@ from tests.conversations_helpers import Chat, World, attempt, snapshot
 from tests.ws_helpers import Peer
 
 MATRIX = """
-| route                          | anonymous | candidate     | agent         | supervisor    | admin |
-|--------------------------------|-----------|---------------|---------------|---------------|-------|
-| POST /conversations            | 401       | 409 / 201     | 403           | 403           | 403   |
-| POST /conversations/X/assign   | 401       | 403 / 403     | 403 / 403     | 200 / 403*    | 403   |
-| GET /conversations/X           | 401       | 200 / 403     | 200 / 403     | 200 / 403     | 200   |
-| GET /conversations/X/messages  | 401       | 200 / 403     | 200 / 403     | 200 / 403     | 200   |
-| POST /conversations/X/close    | 401       | 403 / 403     | 403 / 403     | 200 / 403     | 200   |
-| GET /conversations             | 401       | 200           | 200           | 200           | 200   |
-| GET /admin/analytics           | 401       | 403           | 403           | 403           | 200   |
-| GET /admin/analytics/summary   | 401       | 403           | 403           | 200           | 200   |
-| GET /supervisors               | 401       | 200           | 200           | 200           | 200   |
-| GET /agents                    | 401       | 403           | 403           | 200           | 200   |
-| POST /conversations/X/transfer | 401       | 403 / 403     | 200 / 403     | 200 / 403     | 200   |
-| GET /supervisors/S/routing     | 401       | 403           | 403           | 200 / 403     | 200   |
-| PUT /supervisors/S/routing     | 401       | 403           | 403           | 200 / 403     | 200   |
-| POST /auth/logout-all          | 401       | 200           | 200           | 200           | 200   |
-| POST /auth/password            | 401       | 200           | 200           | 200           | 200   |
-| PATCH /admin/users/A           | 401       | 403           | 403           | 403           | 200   |
-| WS SUBSCRIBE_INBOX             | 401       | ok            | ok            | ok            | ok    |
-| WS SET_PRESENCE                | 401       | role          | ok            | role          | role  |
-| WS WATCH_CONVERSATION          | 401       | role          | role          | ok / denied   | ok    |
-| WS UNWATCH_CONVERSATION        | 401       | role          | role          | ok            | ok    |
-| WS TYPING                      | 401       | join          | join          | role          | role  |
-| WS MARK_READ                   | 401       | join / denied | join / denied | join / denied | join  |
-| WS SEND_NOTE                   | 401       | role          | join / denied | join / denied | join  |
+| route                                 | anonymous | candidate     | agent         | supervisor    | admin |
+|---------------------------------------|-----------|---------------|---------------|---------------|-------|
+| POST /conversations                   | 401       | 409 / 201     | 403           | 403           | 403   |
+| POST /conversations/X/assign          | 401       | 403 / 403     | 403 / 403     | 200 / 403*    | 403   |
+| GET /conversations/X                  | 401       | 200 / 403     | 200 / 403     | 200 / 403     | 200   |
+| GET /conversations/X/messages         | 401       | 200 / 403     | 200 / 403     | 200 / 403     | 200   |
+| POST /conversations/X/close           | 401       | 403 / 403     | 403 / 403     | 200 / 403     | 200   |
+| GET /conversations                    | 401       | 200           | 200           | 200           | 200   |
+| GET /admin/analytics                  | 401       | 403           | 403           | 403           | 200   |
+| GET /admin/analytics/summary          | 401       | 403           | 403           | 200           | 200   |
+| GET /supervisors                      | 401       | 200           | 200           | 200           | 200   |
+| GET /agents                           | 401       | 403           | 403           | 200           | 200   |
+| POST /conversations/X/transfer        | 401       | 403 / 403     | 200 / 403     | 200 / 403     | 200   |
+| GET /conversations/X/transfer-targets | 401       | 403 / 403     | 200 / 403     | 200 / 403     | 200   |
+| GET /supervisors/S/routing            | 401       | 403           | 403           | 200 / 403     | 200   |
+| PUT /supervisors/S/routing            | 401       | 403           | 403           | 200 / 403     | 200   |
+| POST /auth/logout-all                 | 401       | 200           | 200           | 200           | 200   |
+| POST /auth/password                   | 401       | 200           | 200           | 200           | 200   |
+| PATCH /admin/users/A                  | 401       | 403           | 403           | 403           | 200   |
+| WS SUBSCRIBE_INBOX                    | 401       | ok            | ok            | ok            | ok    |
+| WS SET_PRESENCE                       | 401       | role          | ok            | role          | role  |
+| WS WATCH_CONVERSATION                 | 401       | role          | role          | ok / denied   | ok    |
+| WS UNWATCH_CONVERSATION               | 401       | role          | role          | ok            | ok    |
+| WS TYPING                             | 401       | join          | join          | role          | role  |
+| WS MARK_READ                          | 401       | join / denied | join / denied | join / denied | join  |
+| WS SEND_NOTE                          | 401       | role          | join / denied | join / denied | join  |
 """
 
 BODIES = {
@@ -148,7 +149,7 @@ CASES = cases(MATRIX)
 
 def test_the_matrix_covers_every_route_and_role():
     routes = {param.values[0] for param in CASES}
-    assert len(routes) == 23 and len(CASES) == 139
+    assert len(routes) == 24 and len(CASES) == 147
     callers = {param.values[1] for param in CASES}
     assert callers == {None, "C", "C2", "A", "A2", "S", "S2", "ADMIN"}
 

@@ -91,6 +91,16 @@ class ConversationService:
         condition = {"current_agent": conv.agent_id} if user.role is Role.AGENT else {}
         return await self._hand_over(user, conv, agent.id, **condition)
 
+    async def transfer_targets(self, user: User, conv_id: ObjectId, *, after: ObjectId | None,
+                               limit: int) -> list[User]:
+        """The agents ``user`` may hand the conversation to: the other agents of its team, for
+        whoever may transfer it (an agent cannot list its team otherwise)."""
+        conv = await self.load_authorized(user, Action.TRANSFER, conv_id)
+        agents = await self._users.list_by_role(Role.AGENT, supervisor_id=conv.supervisor_id, after=after,
+                                                limit=limit + 1)
+        others = [a for a in agents if a.id != conv.agent_id]
+        return others[:limit]
+
     async def _open_and_agent(self, user: User, action: Action, conv_id: ObjectId,
                               req: AssignAgent) -> tuple[Conversation, User]:
         """The conversation ``user`` may ``action`` (not closed) and the agent ``req`` names."""

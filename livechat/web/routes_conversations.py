@@ -109,6 +109,17 @@ async def transfer_handler(request: web.Request) -> web.Response:
                "status": conv.status.value, "assignments": assignments_view(conv)})
 
 
+@routes.get("/conversations/{id:[^/]+}/transfer-targets")
+async def transfer_targets_handler(request: web.Request) -> web.Response:
+    user = await authorized(request, Action.TRANSFER)
+    services = request.app[services_key]
+    agents = await services.conversations.transfer_targets(user, path_id(request), after=query_cursor(request),
+                                                          limit=limit_param(request))
+    active = await services.teams.active_counts([a.id for a in agents])
+    return ok([{"_id": str(a.id), "name": a.name, "presence": services.presence.of(a.id)[0].value,
+                "activeConversations": active.get(a.id, 0)} for a in agents])
+
+
 @routes.get("/conversations/{id:[^/]+}")
 async def get_conversation_handler(request: web.Request) -> web.Response:
     user = await authorized(request, Action.VIEW)

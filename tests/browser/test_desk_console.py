@@ -182,14 +182,15 @@ def test_a_transfer_moves_the_conversation_live_between_agents(open_console, ser
     expect(in_ann).to_be_visible()
     expect(in_ben).to_have_count(0)
 
-    # Ann hands it to Ben (an agent cannot list the team: she types his ID, shown on his page).
+    # Ann hands it to Ben, picked from her teammates (GET /conversations/:id/transfer-targets).
     in_ann.get_by_role("button", name="Join").click()
     ann_page.expect_connection("connected")
     ann_page.send("Ben will take over from here")
-    expect(ben_page.page.locator("#agent-own-id")).to_have_text(ben["_id"])
-    ann_page.page.get_by_label("Transfer to").fill(ben["_id"])
+    choice = ann_page.page.get_by_label("Transfer to")
+    expect(choice.locator("option")).to_have_text([f"{ben['name']} (available)"])
+    choice.select_option(ben["_id"])
     ann_page.page.get_by_role("button", name="Transfer").click()
-    expect(ann_page.notice()).to_have_text(f"Transferred to agent …{ben['_id'][-6:]}.")
+    expect(ann_page.notice()).to_have_text(f"Transferred to {ben['name']}.")
     expect(ann_page.page.locator("#chat-view")).to_be_hidden()
     expect(in_ann).to_have_count(0)
     expect(in_ben.locator(".conv-title")).to_have_text(cand["name"])
