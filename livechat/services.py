@@ -107,7 +107,8 @@ async def open_services(settings: Settings, hub: Hub | None = None, *,
             messages = MessageService(store.conversations, store.messages, bus, clock=clock,
                                       facts_interval=settings.database.facts_interval,
                                       max_queued=settings.ws.max_queued_sends, on_busy=metrics.writer_busy.inc,
-                                      on_batch=metrics.writer_batch.observe, on_stored=metrics.messages_stored.inc)
+                                      on_batch=metrics.writer_batch.observe, on_stored=metrics.messages_stored.inc,
+                                      shared=presence.others_alive)
 
             def revoke(revoked: TokensRevoked) -> None:
                 hub.revoke(revoked.user_id, revoked.token_version)

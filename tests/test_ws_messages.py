@@ -4,9 +4,14 @@ sends (B.2) and gap-free resume (B.3)."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
+import pymongo
 import pytest
+
+from livechat.domain.models import utcnow
+from livechat.keys import services_key
 
 from tests.contract import ALREADY_CLOSED
 from tests.ws_helpers import (
@@ -266,6 +271,34 @@ async def test_no_message_is_stored_or_acked_after_the_close(client):
         heard = [f["data"] for f in agent_frames if f["event"] == "NEW_MESSAGE"]
         assert [m["content"] for m in heard] == acked  # the room heard exactly what was stored
         assert stream_key(await scene.history()) == stream_key(heard)
+
+
+async def test_alone_a_send_costs_the_database_its_insert_only(scene, mongo_uri, settings):
+    """A process that knows no other livechat process is alive checks a send against the
+    conversation as it last wrote or read it (one command per batch: the insert); once another
+    process's heartbeat is fresh it reads the conversation with every batch again."""
+    cand, agent = await scene.joined(scene.candidate), await scene.joined(scene.agent)
+    raw = pymongo.AsyncMongoClient(mongo_uri, tz_aware=True)
+
+    async def queries_for(prefix: str, count: int = 10) -> int:
+        before = (await raw.admin.command("serverStatus"))["opcounters"]["query"]
+        for i in range(count):  # one at a time: each is a batch of its own
+            await cand.sent(scene.conv_id, f"{prefix} {i}", f"{prefix}-{i}")
+        await agent.new_messages(count)
+        return (await raw.admin.command("serverStatus"))["opcounters"]["query"] - before
+
+    try:
+        await cand.sent(scene.conv_id, "first", "first")  # the first send reads the conversation
+        assert await queries_for("alone") <= 3  # none of the sends' own; a timer's read may fall in
+        services = scene.client.server.app[services_key]
+        await raw[settings.database.name]["presence_processes"].insert_one(
+            {"_id": "other", "expires": utcnow() + timedelta(seconds=60), "writer": "other"})
+        async with asyncio.timeout(10):
+            while not services.presence.others_alive():
+                await asyncio.sleep(0.05)
+        assert await queries_for("shared") >= 10
+    finally:
+        await raw.close()
 
 
 async def frames_until_closed(peer: Peer) -> list[dict[str, Any]]:

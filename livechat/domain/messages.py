@@ -1,8 +1,9 @@
 """The message path (DESIGN.md §4): validate → policy → persist → ack → publish.
 
 Sends are queued to one writer task that persists them in batches, across conversations:
-per batch one read of the conversations (is it still open, is the sender still a party) and
-one ordered ``insert_many``. Only then is anyone told — the sender gets ``MESSAGE_SENT``, the
+per batch a check of the conversations (is it still open, is the sender still a party: read
+from the database only when another process may have changed them) and one ordered
+``insert_many``. Only then is anyone told — the sender gets ``MESSAGE_SENT``, the
 room ``NEW_MESSAGE`` — in seq order, so every receiver and the history see the same order.
 The first message of a quiet period waits for no timer; while a batch is being written, the
 next one gathers, so batches grow exactly when load does.
@@ -109,6 +110,7 @@ class MessageService:
     on_batch: Callable[[int], None] = lambda size: None
     on_stored: Callable[[int], None] = lambda count: None
     on_busy: Callable[[], None] = lambda: None  # a send refused because the queue was full
+    shared: Callable[[], bool] = lambda: True  # whether other processes write conversations too
     _queue: asyncio.Queue[Draft | _Step | object] = field(init=False, factory=asyncio.Queue)
     _next_seq: OrderedDict[ObjectId, int] = field(init=False, factory=OrderedDict)
     _accepting: bool = field(init=False, default=True)
@@ -218,7 +220,9 @@ class MessageService:
 
     async def _write(self, batch: list[Draft], answered: set[int]) -> None:
         conv_ids = list({d.conversation_id for d in batch})
-        convs = await self.conversations.get_many(conv_ids)
+        # Alone, this process makes every change to conversations, so what it remembers of them is
+        # current and a batch costs one database command (the insert); with others, read them.
+        convs = await self.conversations.get_many(conv_ids, cached=not self.shared())
         accepted: list[_Pending] = []
         for draft in batch:
             conv = convs.get(draft.conversation_id)

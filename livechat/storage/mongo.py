@@ -15,6 +15,7 @@ import inspect
 import logging
 import re
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -180,6 +181,7 @@ class MongoUserRepo(_Repo):
 
 ACTIVE = [status.value for status in ACTIVE_STATUSES]
 ANY_AGENT = object()
+ROUTING_CACHED = 10_000  # conversations whose status and parties ``get_many(cached=True)`` remembers
 # Facts that are absent until they happen. They are written with ``$min`` (the earliest wins,
 # whatever order concurrent writes land in), and the ``$min`` update operator ranks null below
 # every date, so an unset fact must be a missing field, never a stored null.
@@ -218,6 +220,10 @@ class MongoConversationRepo(_Repo):
         self._writing: dict[ObjectId, MessageFacts] = {}
         self._flushing = asyncio.Lock()
         self._unpaced_waiting = 0  # flushes that must not wait (summary, shutdown): a paced one hurries
+        # Each conversation as this process last wrote or read it, for ``get_many(cached=True)``;
+        # trusted from the first cached read after an uncached one (other processes wrote meanwhile).
+        self._routing: OrderedDict[ObjectId, Conversation] = OrderedDict()
+        self._routing_trusted = False
 
     def _conversation(self, doc: dict[str, Any]) -> Conversation:
         conv = from_document(doc, Conversation)
@@ -263,14 +269,45 @@ class MongoConversationRepo(_Repo):
         return self._conversation(doc) if doc else None
 
     @translate_errors
-    async def get_many(self, conv_ids: list[ObjectId]) -> dict[ObjectId, Conversation]:
-        docs = await self._c.find({"_id": {"$in": conv_ids}}).to_list(None)
-        return {d["_id"]: self._conversation(d) for d in docs}
+    async def get_many(self, conv_ids: list[ObjectId], *, cached: bool = False) -> dict[ObjectId, Conversation]:
+        """``cached``: status, parties and agent as this process last wrote or read them, reading
+        only the conversations it does not know — for a caller that knows no other process writes
+        conversations (the message writer, while it is alone). Their message facts may be old."""
+        if not cached:
+            self._routing.clear()
+            self._routing_trusted = False
+            docs = await self._c.find({"_id": {"$in": conv_ids}}).to_list(None)
+            return {d["_id"]: self._conversation(d) for d in docs}
+        if not self._routing_trusted:
+            self._routing.clear()
+            self._routing_trusted = True
+        found = {c: conv for c in conv_ids if (conv := self._routing.get(c)) is not None}
+        missing = [c for c in conv_ids if c not in found]
+        if missing:
+            for doc in await self._c.find({"_id": {"$in": missing}}).to_list(None):
+                found[doc["_id"]] = self._remember(from_document(doc, Conversation))
+        for conv_id in found:
+            self._routing.move_to_end(conv_id)
+        return found
+
+    def _remember(self, conv: Conversation) -> Conversation:
+        """The newest of ``conv`` and what is remembered of it (a read that raced a write of ours
+        must not put back the older version); the least recently used are forgotten."""
+        known = self._routing.get(conv.id)
+        if known is None or known.version <= conv.version:
+            self._routing[conv.id] = known = conv
+        while len(self._routing) > ROUTING_CACHED:
+            self._routing.popitem(last=False)
+        return known
 
     async def _update(self, query: dict[str, Any], update: dict[str, Any]) -> Conversation | None:
         update = {**update, "$inc": {**update.get("$inc", {}), "version": 1}}
         doc = await self._c.find_one_and_update(query, update, return_document=pymongo.ReturnDocument.AFTER)
-        return self._conversation(doc) if doc else None
+        if doc is None:
+            return None
+        if self._routing_trusted:  # also when not remembered yet: a read in flight may bring an older one
+            self._remember(from_document(doc, Conversation))
+        return self._conversation(doc)
 
     @translate_errors
     async def set_agent(self, conv_id: ObjectId, supervisor_id: ObjectId, agent_id: ObjectId, *,
