@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.analytics import analytics
+from bench.controlplane import controlplane
 from bench.desk import desk
 from bench.multiprocess import multiprocess
 from bench.procstats import CORES, machine_busy_seconds
@@ -23,10 +24,10 @@ from bench.scenarios import FULL, QUICK, Bench, progress
 from bench.servers import BenchError, raise_open_files_limit, require_loopback
 from bench.typing_signals import typing_signals
 
-ORDER = ("startup", "chat", "capacity", "typing", "multiprocess", "desk", "analytics", "limits", "connections",
-         "logins")
+ORDER = ("startup", "chat", "capacity", "typing", "multiprocess", "desk", "analytics", "controlplane", "limits",
+         "connections", "logins")
 OWN_MODULE = {"multiprocess": multiprocess, "desk": desk, "typing": typing_signals,  # not Bench methods
-              "analytics": analytics}
+              "analytics": analytics, "controlplane": controlplane}
 
 
 def build_parser() -> argparse.ArgumentParser:
