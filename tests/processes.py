@@ -21,6 +21,7 @@ import aiohttp
 
 from livechat.storage.embedded import EmbeddedServer, free_port
 from tests.conftest import PASSWORD, TEST_SECRET
+from tests.ws_helpers import Peer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -159,48 +160,6 @@ class RestartableDatabase:
         self.server.stop()
 
 
-class Socket:
-    """One client WebSocket with a buffer of what arrived."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, user: dict[str, Any]) -> None:
-        self.ws = ws
-        self.user = user
-        self.frames: list[dict[str, Any]] = []
-
-    async def emit(self, event: str, data: dict[str, Any]) -> None:
-        await self.ws.send_json({"event": event, "data": data})
-
-    async def next(self, timeout: float = 15) -> dict[str, Any]:
-        msg = await self.ws.receive(timeout=timeout)
-        assert msg.type is aiohttp.WSMsgType.TEXT, (msg.type, msg.data)
-        frame = msg.json()
-        self.frames.append(frame)
-        return frame
-
-    async def expect(self, event: str, timeout: float = 15) -> dict[str, Any]:
-        """Read until ``event`` arrives (keeping everything read in ``frames``); its data."""
-        deadline = time.monotonic() + timeout
-        while True:
-            frame = await self.next(max(0.01, deadline - time.monotonic()))
-            if frame["event"] == event:
-                return frame["data"]
-
-    async def join(self, conv_id: str, **extra: Any) -> dict[str, Any]:
-        await self.emit("JOIN_CONVERSATION", {"conversationId": conv_id, **extra})
-        return await self.expect("JOINED_CONVERSATION")
-
-    def seen(self, event: str) -> list[dict[str, Any]]:
-        return [f["data"] for f in self.frames if f["event"] == event]
-
-    async def drain(self, quiet: float = 0.5) -> None:
-        """Read whatever comes until nothing has for ``quiet`` seconds."""
-        while True:
-            try:
-                await self.next(quiet)
-            except TimeoutError:
-                return
-
-
 class Client:
     """The public API of one process, for one test."""
 
@@ -224,9 +183,10 @@ class Client:
         user["token"] = (await self.call("POST", "/auth/login", payload={"email": email, "password": PASSWORD}))["token"]
         return user
 
-    async def socket(self, user: dict[str, Any]) -> Socket:
+    async def socket(self, user: dict[str, Any]) -> Peer:
+        """A socket for ``user``; its frames escape non-ASCII as ``aiohttp``'s ``send_json`` does."""
         ws = await self.session.ws_connect(self.base.replace("http", "ws", 1) + "/ws?token=" + user["token"])
-        return Socket(ws, user)
+        return Peer(ws, user, ascii=True)
 
     async def history(self, user: dict[str, Any], conv_id: str) -> list[dict[str, Any]]:
         messages, after = [], 0

@@ -21,14 +21,14 @@ from tests.contract import (
     NOT_JOINED,
     SUPERVISOR_NOT_FOUND,
 )
-from tests.ws_helpers import Peer, Scene, eventually, quiet, until
+from tests.ws_helpers import Peer, Scene, eventually
 
 
 
 async def subscribed(scene: Scene, user: dict[str, Any]) -> tuple[Peer, list[dict[str, Any]]]:
     peer = await scene.connect(user)
     await peer.emit("SUBSCRIBE_INBOX", {})
-    return peer, (await until(peer, "INBOX_SUBSCRIBED"))["conversations"]
+    return peer, (await peer.until("INBOX_SUBSCRIBED"))["conversations"]
 
 
 async def routing(scene: Scene, user: dict[str, Any], body: dict[str, Any] | None = None, status: int = 200,
@@ -76,17 +76,17 @@ async def test_the_inbox_is_pushed_to_whoever_may_see_the_conversation(client):
 
     await scene.assign(scene.agent)
     for peer in (sup, agent):
-        update = await until(peer, "CONVERSATION_UPDATED")
+        update = await peer.until("CONVERSATION_UPDATED")
         assert update["conversation"]["agentName"] == scene.agent["name"]
     cand = await scene.joined(scene.candidate)
     await cand.say(scene.conv_id, "hello inbox")
-    pushed = await until(sup, "CONVERSATION_UPDATED", lambda d: d["conversation"]["lastMessage"] is not None)
+    pushed = await sup.until("CONVERSATION_UPDATED", lambda d: d["conversation"]["lastMessage"] is not None)
     assert pushed["conversation"]["lastMessage"]["content"] == "hello inbox"
 
     other = await scene.another_agent()
     await scene.assign(other)  # reassigned away: the first agent no longer sees it
-    assert await until(agent, "CONVERSATION_REMOVED") == {"conversationId": scene.conv_id}
-    await quiet(stranger)  # another team's supervisor heard nothing at all
+    assert await agent.until("CONVERSATION_REMOVED") == {"conversationId": scene.conv_id}
+    await stranger.quiet()  # another team's supervisor heard nothing at all
 
 
 async def test_new_conversations_appear_in_the_supervisors_inbox(client):
@@ -94,7 +94,7 @@ async def test_new_conversations_appear_in_the_supervisors_inbox(client):
     sup, _ = await subscribed(scene, scene.supervisor)
     newcomer = await scene.api.user("candidate")
     created = await open_conversation(scene, newcomer)
-    update = await until(sup, "CONVERSATION_UPDATED", lambda d: d["conversation"]["_id"] == created["_id"])
+    update = await sup.until("CONVERSATION_UPDATED", lambda d: d["conversation"]["_id"] == created["_id"])
     assert update["conversation"]["status"] == "open" and update["conversation"]["candidateName"] == newcomer["name"]
 
 
@@ -111,19 +111,19 @@ async def test_presence_follows_the_agents_sockets_and_choice(client):
 
     assert (await listed())["presence"] == "offline" and (await listed())["activeConversations"] == 1
     agent = await scene.connect(scene.agent)
-    seen = await until(sup, "PRESENCE")
+    seen = await sup.until("PRESENCE")
     assert (seen["userId"], seen["status"]) == (scene.agent["_id"], "available") and seen["since"]
     await agent.emit("SET_PRESENCE", {"status": "away"})
-    assert (await until(sup, "PRESENCE"))["status"] == "away"
+    assert (await sup.until("PRESENCE"))["status"] == "away"
     assert (await listed())["presence"] == "away"
     second = await scene.connect(scene.agent)
     await agent.close()
-    await quiet(second)
+    await second.quiet()
     assert (await listed())["presence"] == "away"  # still one socket
     await second.close()
-    assert (await until(sup, "PRESENCE"))["status"] == "offline"
+    assert (await sup.until("PRESENCE"))["status"] == "offline"
     back = await scene.connect(scene.agent)  # a first socket starts available again
-    assert (await until(sup, "PRESENCE"))["status"] == "available"
+    assert (await sup.until("PRESENCE"))["status"] == "available"
     await back.fails(INVALID, "SET_PRESENCE", {"status": "offline"})
     await back.fails(INVALID, "SET_PRESENCE", {"status": {"$ne": None}})
     cand = await scene.connect(scene.candidate)
@@ -138,12 +138,12 @@ async def test_an_agent_whose_last_socket_goes_is_offline_at_once_every_time(cli
     sup, _ = await subscribed(scene, scene.supervisor)
     for attempt in range(10):
         agent = await scene.connect(scene.agent)
-        assert (await until(sup, "PRESENCE"))["status"] == "available"
+        assert (await sup.until("PRESENCE"))["status"] == "available"
         if attempt % 2:
             agent.ws._response.connection.transport.abort()  # no close frame at all
         else:
             await agent.close()
-        assert (await until(sup, "PRESENCE", timeout=5.0))["status"] == "offline"
+        assert (await sup.until("PRESENCE", timeout=5.0))["status"] == "offline"
 
 # --- routing ----------------------------------------------------------------------------------------
 
@@ -181,7 +181,7 @@ async def test_auto_routing_fills_capacity_oldest_first_and_frees_on_close(clien
     third = convs[2]["_id"]
     waiting_peer = await scene.connect(candidates[2])
     await waiting_peer.join(third)
-    assert await until(waiting_peer, "QUEUE_POSITION") == {"conversationId": third, "position": 2}
+    assert await waiting_peer.until("QUEUE_POSITION") == {"conversationId": third, "position": 2}
     views = [await conversation(scene, c["_id"]) for c in convs]
     assert [v["agentId"] is not None for v in views] == [True, False, False]  # capacity 1 each, 2 agents
     assert {v["agentId"] for v in [await conversation(scene, scene.conv_id), views[0]]} == {a["_id"] for a in agents}
@@ -189,7 +189,7 @@ async def test_auto_routing_fills_capacity_oldest_first_and_frees_on_close(clien
     await expect(await client.post(f"/conversations/{scene.conv_id}/close", headers=scene.api.auth(scene.supervisor)),
                  200)
     await eventually_assigned(scene, convs[1]["_id"])
-    assert await until(waiting_peer, "QUEUE_POSITION") == {"conversationId": third, "position": 1}
+    assert await waiting_peer.until("QUEUE_POSITION") == {"conversationId": third, "position": 1}
     entry = (await conversation(scene, convs[1]["_id"]))["assignments"][-1]
     assert entry["by"] == "routing"
     for s in sockets:
@@ -247,7 +247,7 @@ async def test_the_agent_transfers_the_chat_live(client):
                     {"conversationId": scene.conv_id, "content": "mine?"})
     new = await scene.joined(new_agent)
     await new.say(scene.conv_id, "I take it from here")
-    assert (await until(cand, "NEW_MESSAGE"))["content"] == "I take it from here"
+    assert (await cand.until("NEW_MESSAGE"))["content"] == "I take it from here"
     # The old agent cannot take it back; other teams' agents cannot receive it; candidates cannot transfer.
     assert await transfer(scene, scene.agent, scene.agent["_id"], 403) == FORBIDDEN
     stranger = await Api(client).user("agent", supervisor_id=(await Api(client).user("supervisor"))["_id"])
@@ -260,7 +260,7 @@ async def test_the_agent_transfers_the_chat_live(client):
                              headers=scene.api.auth(scene.supervisor))
     await expect(resp, 400, INVALID)
     await new.emit("CLOSE_CONVERSATION", {"conversationId": scene.conv_id})
-    await until(new, "CONVERSATION_CLOSED")
+    await new.until("CONVERSATION_CLOSED")
     assert await transfer(scene, scene.supervisor, scene.agent["_id"], 400) == ALREADY_CLOSED
 
 
@@ -304,23 +304,23 @@ async def test_a_supervisor_watches_read_only_and_unseen(client):
     cand = await scene.joined(scene.candidate)
     agent = await scene.joined(scene.agent)
     await cand.say(scene.conv_id, "first")
-    await until(agent, "NEW_MESSAGE")
+    await agent.until("NEW_MESSAGE")
     watcher = await scene.connect(scene.supervisor)
     await watcher.emit("WATCH_CONVERSATION", {"conversationId": scene.conv_id, "lastSeq": 0})
-    assert await until(watcher, "WATCHING_CONVERSATION") == {"conversationId": scene.conv_id, "status": "assigned",
+    assert await watcher.until("WATCHING_CONVERSATION") == {"conversationId": scene.conv_id, "status": "assigned",
                                                             "lastSeq": 1}
-    assert (await until(watcher, "NEW_MESSAGE"))["content"] == "first"  # the replay
+    assert (await watcher.until("NEW_MESSAGE"))["content"] == "first"  # the replay
     await agent.say(scene.conv_id, "second")
-    assert (await until(watcher, "NEW_MESSAGE"))["content"] == "second"
+    assert (await watcher.until("NEW_MESSAGE"))["content"] == "second"
     await cand.expect_event("NEW_MESSAGE")
-    await quiet(cand)  # nothing about the watcher
+    await cand.quiet()  # nothing about the watcher
     await watcher.fails(FORBIDDEN_FOR_ROLE, "SEND_MESSAGE", {"conversationId": scene.conv_id, "content": "hi"})
     assert await scene.status() == "assigned"
     await watcher.emit("UNWATCH_CONVERSATION", {"conversationId": scene.conv_id})
-    assert await until(watcher, "UNWATCHED_CONVERSATION") == {"conversationId": scene.conv_id}
+    assert await watcher.until("UNWATCHED_CONVERSATION") == {"conversationId": scene.conv_id}
     await cand.say(scene.conv_id, "third")
     await agent.expect_event("NEW_MESSAGE")
-    await quiet(watcher)
+    await watcher.quiet()
     # Others may not watch.
     other = await Api(client).user("supervisor")
     stranger = await scene.connect(other)
@@ -336,9 +336,9 @@ async def test_a_watcher_hears_the_close(client):
     agent = await scene.joined(scene.agent)
     watcher = await scene.connect(scene.supervisor)
     await watcher.emit("WATCH_CONVERSATION", {"conversationId": scene.conv_id})
-    assert (await until(watcher, "WATCHING_CONVERSATION"))["lastSeq"] == 0
+    assert (await watcher.until("WATCHING_CONVERSATION"))["lastSeq"] == 0
     await agent.emit("CLOSE_CONVERSATION", {"conversationId": scene.conv_id})
-    assert await until(watcher, "CONVERSATION_CLOSED") == {"conversationId": scene.conv_id}
+    assert await watcher.until("CONVERSATION_CLOSED") == {"conversationId": scene.conv_id}
 
 
 @pytest.mark.parametrize("event", ["SUBSCRIBE_INBOX", "SET_PRESENCE", "WATCH_CONVERSATION", "UNWATCH_CONVERSATION"])

@@ -10,14 +10,16 @@ import signal
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pymongo
 import pytest
 
 from tests.conftest import PASSWORD
-from tests.processes import Client, Livechat, RestartableDatabase, Socket, livechat_env
+from tests.processes import Client, Livechat, RestartableDatabase, livechat_env
 from tests.contract import NOT_JOINED, UNAVAILABLE
+from tests.ws_helpers import Peer
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +52,7 @@ async def open_assigned(api: Client, supervisor: dict, agent: dict, candidate: d
     return conv["_id"]
 
 
-async def send_many(sock: Socket, conv_id: str, prefix: str, count: int, pause: float = 0.0) -> None:
+async def send_many(sock: Peer, conv_id: str, prefix: str, count: int, pause: float = 0.0) -> None:
     for i in range(count):
         await sock.emit("SEND_MESSAGE", {"conversationId": conv_id, "content": f"{prefix}-{i}",
                                          "clientMessageId": f"{prefix}-{i}"})
@@ -58,17 +60,24 @@ async def send_many(sock: Socket, conv_id: str, prefix: str, count: int, pause: 
             await asyncio.sleep(pause)
 
 
-async def read_until(sock: Socket, done: Callable[[], bool], timeout: float = 30) -> None:
+async def read_until(sock: Peer, done: Callable[[], bool], timeout: float = 30) -> None:
     async with asyncio.timeout(timeout):
         while not done():
-            await sock.next(timeout)
+            await sock.recv(timeout)
 
 
-def delivered(sock: Socket) -> list[int]:
+async def join(sock: Peer, conv_id: str, **extra: Any) -> dict[str, Any]:
+    """JOIN_CONVERSATION; the data of the JOINED_CONVERSATION that answers it, whatever arrives before
+    (``Peer.join`` wants the answer next)."""
+    await sock.emit("JOIN_CONVERSATION", {"conversationId": conv_id, **extra})
+    return await sock.until("JOINED_CONVERSATION", timeout=15)
+
+
+def delivered(sock: Peer) -> list[int]:
     return [m["seq"] for m in sock.seen("NEW_MESSAGE")]
 
 
-def acked(sock: Socket) -> dict[str, int]:
+def acked(sock: Peer) -> dict[str, int]:
     return {a["clientMessageId"]: a["seq"] for a in sock.seen("MESSAGE_SENT")}
 
 
@@ -78,8 +87,8 @@ async def test_three_processes_chat_reassign_and_close(tmp_path, mongo_uri):
         conv = await open_assigned(p3, supervisor, agent, candidate)
         cand = await p1.socket(candidate)
         ag = await p2.socket(agent)
-        assert (await cand.join(conv))["status"] == "open"
-        assert (await ag.join(conv))["status"] == "assigned"
+        assert (await join(cand, conv))["status"] == "open"
+        assert (await join(ag, conv))["status"] == "assigned"
 
         # Both sides talk at once, from two processes: each hears all of the other's, in seq order.
         n = 40
@@ -99,20 +108,20 @@ async def test_three_processes_chat_reassign_and_close(tmp_path, mongo_uri):
         await p3.call("POST", f"/conversations/{conv}/assign", supervisor["token"], {"agentId": other_agent["_id"]})
         for _ in range(100):
             await ag.emit("SEND_MESSAGE", {"conversationId": conv, "content": "still here?"})
-            reply = await ag.expect("ERROR")
+            reply = await ag.until("ERROR", timeout=15)
             if reply["message"] == NOT_JOINED:
                 break
             await asyncio.sleep(0.05)
         assert reply == {"message": NOT_JOINED}
         new = await p1.socket(other_agent)
-        assert (await new.join(conv, lastSeq=2 * n))["lastSeq"] == 2 * n
+        assert (await join(new, conv, lastSeq=2 * n))["lastSeq"] == 2 * n
         await cand.emit("SEND_MESSAGE", {"conversationId": conv, "content": "hello new agent"})
-        assert (await new.expect("NEW_MESSAGE"))["content"] == "hello new agent"
+        assert (await new.until("NEW_MESSAGE", timeout=15))["content"] == "hello new agent"
 
         # The new agent closes in chat on process 1: the candidate hears it after every message.
         await new.emit("CLOSE_CONVERSATION", {"conversationId": conv})
-        assert await new.expect("CONVERSATION_CLOSED") == {"conversationId": conv}
-        assert await cand.expect("CONVERSATION_CLOSED") == {"conversationId": conv}
+        assert await new.until("CONVERSATION_CLOSED", timeout=15) == {"conversationId": conv}
+        assert await cand.until("CONVERSATION_CLOSED", timeout=15) == {"conversationId": conv}
         assert cand.frames[-1]["event"] == "CONVERSATION_CLOSED"
         await ag.drain(0.3)
         assert "CONVERSATION_CLOSED" not in [f["event"] for f in ag.frames]  # the old agent had left
@@ -122,9 +131,9 @@ async def test_three_processes_chat_reassign_and_close(tmp_path, mongo_uri):
         second = await p3.call("POST", "/conversations", waiting["token"], {"supervisorId": supervisor["_id"]},
                                status=201)
         waiting_sock = await p1.socket(waiting)
-        await waiting_sock.join(second["_id"])
+        await join(waiting_sock, second["_id"])
         await p3.call("POST", f"/conversations/{second['_id']}/close", supervisor["token"])
-        assert await waiting_sock.expect("CONVERSATION_CLOSED") == {"conversationId": second["_id"]}
+        assert await waiting_sock.until("CONVERSATION_CLOSED", timeout=15) == {"conversationId": second["_id"]}
 
 
 async def test_two_senders_on_two_processes_and_a_listener_on_a_third(tmp_path, mongo_uri):
@@ -133,7 +142,7 @@ async def test_two_senders_on_two_processes_and_a_listener_on_a_third(tmp_path, 
         conv = await open_assigned(p1, supervisor, agent, candidate)
         cand, ag, listener = await p1.socket(candidate), await p2.socket(agent), await p3.socket(candidate)
         for sock in (cand, ag, listener):
-            await sock.join(conv)
+            await join(sock, conv)
         n = 150  # sent as fast as the sockets take them: the two writers collide on seqs
         await asyncio.gather(send_many(cand, conv, "c", n), send_many(ag, conv, "a", n))
         await asyncio.gather(read_until(cand, lambda: len(acked(cand)) == n and len(delivered(cand)) == n),
@@ -154,8 +163,8 @@ async def test_a_killed_process_loses_no_acknowledged_message_and_its_client_res
         supervisor, agent, _, candidate = await team(p2)
         conv = await open_assigned(p2, supervisor, agent, candidate)
         cand, ag = await p1.socket(candidate), await p2.socket(agent)
-        await cand.join(conv)
-        await ag.join(conv)
+        await join(cand, conv)
+        await join(ag, conv)
         await send_many(ag, conv, "a", 5)
         await read_until(cand, lambda: len(delivered(cand)) == 5)
 
@@ -178,7 +187,7 @@ async def test_a_killed_process_loses_no_acknowledged_message_and_its_client_res
         # The candidate moves to process 2, resumes from the highest seq it saw, resends the rest.
         seen = max([*acknowledged.values(), *delivered(cand)])
         moved = await p2.socket(candidate)
-        joined = await moved.join(conv, lastSeq=seen)
+        joined = await join(moved, conv, lastSeq=seen)
         assert joined["lastSeq"] == len(stored)
         await ag.emit("SEND_MESSAGE", {"conversationId": conv, "content": "after the crash"})
         await send_many(moved, conv, "c", 200)  # a resend of the same ids stores nothing twice
@@ -205,23 +214,23 @@ async def test_a_database_restart_mid_stream_leaves_no_gap(tmp_path):
             supervisor, agent, _, candidate = await team(p1)
             conv = await open_assigned(p1, supervisor, agent, candidate)
             cand, ag = await p1.socket(candidate), await p2.socket(agent)
-            await cand.join(conv)
-            await ag.join(conv)
+            await join(cand, conv)
+            await join(ag, conv)
             await send_many(cand, conv, "before", 20)
             await read_until(ag, lambda: len(delivered(ag)) == 20)
 
             database.stop()
             await cand.emit("SEND_MESSAGE", {"conversationId": conv, "content": "lost?", "clientMessageId": "x"})
-            assert (await cand.expect("ERROR", timeout=20))["message"] == UNAVAILABLE
+            assert (await cand.until("ERROR", timeout=20))["message"] == UNAVAILABLE
             await asyncio.sleep(1)
             database.start()
 
             # The sockets stayed open; the same resend goes through once the database is back.
             for _ in range(100):
                 await cand.emit("SEND_MESSAGE", {"conversationId": conv, "content": "lost?", "clientMessageId": "x"})
-                frame = await cand.next(20)
+                frame = await cand.recv(20)
                 while frame["event"] not in ("MESSAGE_SENT", "ERROR"):
-                    frame = await cand.next(20)
+                    frame = await cand.recv(20)
                 if frame["event"] == "MESSAGE_SENT":
                     break
                 await asyncio.sleep(0.2)
@@ -234,15 +243,15 @@ async def test_a_database_restart_mid_stream_leaves_no_gap(tmp_path):
         database.stop()
 
 
-async def send_acknowledged(sock: Socket, conv_id: str, content: str, timeout: float = 30) -> int:
+async def send_acknowledged(sock: Peer, conv_id: str, content: str, timeout: float = 30) -> int:
     """Send until acknowledged (the database may be coming back): the stored seq."""
     async with asyncio.timeout(timeout):
         while True:
             await sock.emit("SEND_MESSAGE", {"conversationId": conv_id, "content": content,
                                              "clientMessageId": content})
-            frame = await sock.next(timeout)
+            frame = await sock.recv(timeout)
             while frame["event"] not in ("MESSAGE_SENT", "ERROR"):
-                frame = await sock.next(timeout)
+                frame = await sock.recv(timeout)
             if frame["event"] == "MESSAGE_SENT":
                 return frame["data"]["seq"]
             await asyncio.sleep(0.2)
@@ -258,8 +267,8 @@ async def test_a_stream_that_cannot_resume_rereads_every_room(tmp_path):
             supervisor, agent, _, candidate = await team(p1)
             conv = await open_assigned(p1, supervisor, agent, candidate)
             cand, ag = await p1.socket(candidate), await p2.socket(agent)
-            await cand.join(conv)
-            await ag.join(conv)
+            await join(cand, conv)
+            await join(ag, conv)
             for i in range(5):
                 await send_acknowledged(cand, conv, f"early-{i}")
             await read_until(ag, lambda: len(delivered(ag)) == 5)
@@ -279,22 +288,13 @@ async def test_a_stream_that_cannot_resume_rereads_every_room(tmp_path):
             assert delivered(ag) == list(range(1, 66))
             assert [m["content"] for m in ag.seen("NEW_MESSAGE")][5:] == [f"missed-{i}" for i in range(60)]
             await send_acknowledged(cand, conv, "live again")
-            assert (await ag.expect("NEW_MESSAGE", timeout=30))["content"] == "live again"
+            assert (await ag.until("NEW_MESSAGE", timeout=30))["content"] == "live again"
             assert "cannot resume" in proc2.log.read_text()
     finally:
         database.stop()
 
 
 # --- the support desk across processes ---------------------------------------------------------------
-
-
-async def until_event(sock: Socket, event: str, match: Callable[[dict], bool] = lambda d: True,
-                      timeout: float = 20) -> dict:
-    async with asyncio.timeout(timeout):
-        while True:
-            frame = await sock.next(timeout)
-            if frame["event"] == event and match(frame["data"]):
-                return frame["data"]
 
 
 async def agents_presence(api: Client, supervisor: dict) -> dict[str, dict]:
@@ -335,9 +335,9 @@ async def test_auto_routing_with_capacity_under_concurrent_creates_on_two_proces
         # Closing one (its agent on process 1 closes in chat) hands the oldest waiting one to that agent.
         done = assigned[0]
         owner = next(s for s in online if s.user["_id"] == done["agentId"])
-        await owner.join(done["_id"])
+        await join(owner, done["_id"])
         await owner.emit("CLOSE_CONVERSATION", {"conversationId": done["_id"]})
-        await until_event(owner, "CONVERSATION_CLOSED")
+        await owner.until("CONVERSATION_CLOSED", timeout=20)
         oldest = waiting[0]["_id"]
         async with asyncio.timeout(20):
             while (view := await p2.call("GET", f"/conversations/{oldest}", supervisor["token"]))["agentId"] is None:
@@ -352,28 +352,29 @@ async def test_presence_and_inbox_across_processes_and_a_killed_process(tmp_path
         agent = await p2.user("agent", supervisorId=supervisor["_id"])
         desk = await p2.socket(supervisor)
         await desk.emit("SUBSCRIBE_INBOX", {})
-        await until_event(desk, "INBOX_SUBSCRIBED")
+        await desk.until("INBOX_SUBSCRIBED", timeout=20)
 
         # A conversation created on process 1 appears in the inbox on process 2.
         candidate = await p1.user("candidate")
         conv = await p1.call("POST", "/conversations", candidate["token"], {"supervisorId": supervisor["_id"]},
                              status=201)
-        pushed = await until_event(desk, "CONVERSATION_UPDATED", lambda d: d["conversation"]["_id"] == conv["_id"])
+        pushed = await desk.until("CONVERSATION_UPDATED", lambda d: d["conversation"]["_id"] == conv["_id"],
+                                  timeout=20)
         assert pushed["conversation"]["candidateName"] == candidate["name"]
 
         # The agent is online on both processes: it stays online until both sockets are gone.
         on1 = await p1.socket(agent)
-        assert (await until_event(desk, "PRESENCE"))["status"] == "available"
+        assert (await desk.until("PRESENCE", timeout=20))["status"] == "available"
         on2 = await p2.socket(agent)
         reading = asyncio.create_task(on2.drain(3600))  # a live client answers the server's pings
         proc1.kill(signal.SIGKILL)  # its claim expires; the socket on process 2 keeps the agent online
         with contextlib.suppress(TimeoutError):  # longer than 1.5 × heartbeat, answering pings meanwhile
-            await until_event(desk, "NO_SUCH_EVENT", timeout=4)
+            await desk.until("NO_SUCH_EVENT", timeout=4)
         assert "offline" not in [d["status"] for d in desk.seen("PRESENCE")]
         assert (await agents_presence(p2, supervisor))[agent["_id"]]["presence"] == "available"
         reading.cancel()
         await on2.ws.close()
-        assert (await until_event(desk, "PRESENCE"))["status"] == "offline"
+        assert (await desk.until("PRESENCE", timeout=20))["status"] == "offline"
         assert (await agents_presence(p2, supervisor))[agent["_id"]]["presence"] == "offline"
         del on1
 
@@ -384,11 +385,11 @@ async def test_an_agent_only_on_a_killed_process_goes_offline(tmp_path, mongo_ur
         agent = await p2.user("agent", supervisorId=supervisor["_id"])
         desk = await p2.socket(supervisor)
         await desk.emit("SUBSCRIBE_INBOX", {})
-        await until_event(desk, "INBOX_SUBSCRIBED")
+        await desk.until("INBOX_SUBSCRIBED", timeout=20)
         await p1.socket(agent)
-        assert (await until_event(desk, "PRESENCE"))["status"] == "available"
+        assert (await desk.until("PRESENCE", timeout=20))["status"] == "available"
         proc1.kill(signal.SIGKILL)
-        offline = await until_event(desk, "PRESENCE", timeout=15)  # within the claim's 3 s, plus a renewal
+        offline = await desk.until("PRESENCE", timeout=15)  # within the claim's 3 s, plus a renewal
         assert (offline["userId"], offline["status"]) == (agent["_id"], "offline")
 
 
@@ -401,7 +402,7 @@ async def test_new_agents_connecting_on_two_processes_at_once_get_working_socket
         sockets = await asyncio.gather(*(api.socket(agent) for agent in agents for api in (p1, p2)))
         for sock in sockets:  # each answers: none was closed with 1011
             await sock.emit("NO_SUCH_EVENT", {})
-            assert (await sock.expect("ERROR")) == {"message": "Unknown event"}
+            assert (await sock.until("ERROR", timeout=15)) == {"message": "Unknown event"}
         presence = await agents_presence(p2, supervisor)
         assert {presence[agent["_id"]]["presence"] for agent in agents} == {"available"}
         for sock in sockets:
@@ -415,19 +416,19 @@ async def test_read_receipts_and_notes_across_processes(tmp_path, mongo_uri):
         supervisor, agent, _, candidate = await team(p1)
         conv = await open_assigned(p1, supervisor, agent, candidate)
         cand, ag = await p1.socket(candidate), await p2.socket(agent)
-        await cand.join(conv)
-        await ag.join(conv)
+        await join(cand, conv)
+        await join(ag, conv)
         watcher = await p1.socket(supervisor)
         await watcher.emit("WATCH_CONVERSATION", {"conversationId": conv})
-        await watcher.expect("WATCHING_CONVERSATION")
+        await watcher.until("WATCHING_CONVERSATION", timeout=15)
         await cand.emit("SEND_MESSAGE", {"conversationId": conv, "content": "hello", "clientMessageId": "c-1"})
-        seq = (await ag.expect("NEW_MESSAGE"))["seq"]
+        seq = (await ag.until("NEW_MESSAGE", timeout=15))["seq"]
         await ag.emit("MARK_READ", {"conversationId": conv, "seq": seq})
-        read = await until_event(cand, "READ")
+        read = await cand.until("READ", timeout=20)
         assert read == {"conversationId": conv, "userId": agent["_id"], "role": "agent", "seq": seq}
         await ag.emit("SEND_NOTE", {"conversationId": conv, "content": "staff only", "clientMessageId": "n-1"})
-        await ag.expect("NOTE_SENT")
-        assert (await until_event(watcher, "NEW_NOTE"))["content"] == "staff only"
+        await ag.until("NOTE_SENT", timeout=15)
+        assert (await watcher.until("NEW_NOTE", timeout=20))["content"] == "staff only"
         items = await p1.call("GET", "/conversations", agent["token"])
         assert [i["unread"] for i in items if i["_id"] == conv] == [0]
         await cand.drain(0.5)
@@ -441,20 +442,20 @@ async def test_typing_crosses_processes_and_stays_throttled(tmp_path, mongo_uri)
         supervisor, agent, _, candidate = await team(p1)
         conv = await open_assigned(p1, supervisor, agent, candidate)
         cand, ag = await p1.socket(candidate), await p2.socket(agent)
-        await cand.join(conv)
-        await ag.join(conv)
+        await join(cand, conv)
+        await join(ag, conv)
         started = asyncio.get_running_loop().time()
         for _ in range(50):
             await cand.emit("TYPING", {"conversationId": conv})
-        assert await ag.expect("TYPING") == {"conversationId": conv, "userId": candidate["_id"], "role": "candidate"}
+        assert await ag.until("TYPING", timeout=15) == {"conversationId": conv, "userId": candidate["_id"], "role": "candidate"}
         await ag.drain(1.0)
         assert len(ag.seen("TYPING")) == 1 + int((asyncio.get_running_loop().time() - started) // 2), ag.seen("TYPING")
         await ag.emit("TYPING", {"conversationId": conv})
-        assert (await cand.expect("TYPING"))["role"] == "agent"
+        assert (await cand.until("TYPING", timeout=15))["role"] == "agent"
         assert await p1.history(candidate, conv) == []
 
 
-async def closed_unauthorized(sock: Socket, timeout: float = 1.0) -> None:
+async def closed_unauthorized(sock: Peer, timeout: float = 1.0) -> None:
     """ERROR ``Unauthorized or invalid token``, then a close frame with 4401, within ``timeout``."""
     async with asyncio.timeout(timeout):
         while True:
@@ -477,7 +478,7 @@ async def test_revocation_closes_sockets_on_every_process(tmp_path, mongo_uri):
             here, there = await p1.socket(user), await p2.socket(user)
             for sock in (here, there):
                 await sock.emit("SUBSCRIBE_INBOX", {})
-                await sock.expect("INBOX_SUBSCRIBED")
+                await sock.until("INBOX_SUBSCRIBED", timeout=15)
             if revoke == "logout-all":
                 await p1.call("POST", "/auth/logout-all", user["token"])
             elif revoke == "password":

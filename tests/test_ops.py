@@ -151,12 +151,16 @@ async def test_json_logs_are_one_object_per_line_with_the_request_id(tmp_path, m
     try:
         async with aiohttp.ClientSession() as session:
             await proc.ready(session)
-            user = await Client(session, proc.base).user("candidate")
+            api = Client(session, proc.base)
+            user = await api.user("candidate")
             async with session.get(proc.base + "/auth/me", headers={"Authorization": f"Bearer {user['token']}"}) as resp:
                 request_id = resp.headers["X-Request-Id"]
-            async with session.ws_connect(proc.base.replace("http", "ws") + "/ws?token=" + user["token"]) as ws:
-                await ws.send_json({"event": "SUBSCRIBE_INBOX", "data": {}})
-                await ws.receive(timeout=5)
+            peer = await api.socket(user)
+            try:
+                await peer.emit("SUBSCRIBE_INBOX", {})
+                await peer.ws.receive(timeout=5)
+            finally:
+                await peer.close()
     finally:
         proc.kill(signal.SIGTERM)
     text = proc.log.read_text()

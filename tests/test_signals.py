@@ -16,7 +16,7 @@ from livechat.domain.models import utcnow
 from livechat.keys import services_key
 from tests.conftest import expect
 from tests.contract import ALREADY_CLOSED, FORBIDDEN_FOR_ROLE, INVALID, NOT_ALLOWED, NOT_JOINED
-from tests.ws_helpers import Peer, Scene, quiet, until
+from tests.ws_helpers import Peer, Scene
 
 NOTE_FIELDS = {"noteId", "conversationId", "senderId", "senderRole", "content", "createdAt"}
 
@@ -24,13 +24,13 @@ NOTE_FIELDS = {"noteId", "conversationId", "senderId", "senderRole", "content", 
 async def watching(scene: Scene, user: dict[str, Any], **extra: Any) -> Peer:
     peer = await scene.connect(user)
     await peer.emit("WATCH_CONVERSATION", {"conversationId": scene.conv_id, **extra})
-    await until(peer, "WATCHING_CONVERSATION")
+    await peer.until("WATCHING_CONVERSATION")
     return peer
 
 
 async def note(peer: Peer, scene: Scene, content: str, client_id: str = "n-1") -> dict[str, Any]:
     await peer.emit("SEND_NOTE", {"conversationId": scene.conv_id, "content": content, "clientMessageId": client_id})
-    ack = await until(peer, "NOTE_SENT")
+    ack = await peer.until("NOTE_SENT")
     assert ack["clientMessageId"] == client_id and ack["conversationId"] == scene.conv_id, ack
     return ack
 
@@ -189,11 +189,11 @@ async def test_unread_after_messages_from_both_sides_a_reassignment_and_a_close(
     assert await unread_of(scene, other) == 1
     agent2 = await scene.joined(other)
     await agent2.emit("MARK_READ", {"conversationId": scene.conv_id, "seq": 5})
-    assert (await until(cand, "READ"))["userId"] == other["_id"]
+    assert (await cand.until("READ"))["userId"] == other["_id"]
     assert await unread_of(scene, other) == 0
     await agent2.sent(scene.conv_id, "the new agent here", "b-1")
     await agent2.emit("CLOSE_CONVERSATION", {"conversationId": scene.conv_id})
-    await until(cand, "CONVERSATION_CLOSED")
+    await cand.until("CONVERSATION_CLOSED")
     # Closed: the counts stay as they were, and the candidate can still read what it missed.
     assert await unread_of(scene, scene.candidate) == 1  # "the new agent here" (it answered the rest)
     assert (await view(scene, scene.candidate))["unread"] == 1
@@ -227,16 +227,16 @@ async def test_the_facts_are_shown_at_once_and_written_in_one_update_later(app_c
 async def test_the_inbox_carries_each_viewers_own_unread(scene: Scene):
     sup = await scene.connect(scene.supervisor)
     await sup.emit("SUBSCRIBE_INBOX", {})
-    [item] = [c for c in (await until(sup, "INBOX_SUBSCRIBED"))["conversations"] if c["_id"] == scene.conv_id]
+    [item] = [c for c in (await sup.until("INBOX_SUBSCRIBED"))["conversations"] if c["_id"] == scene.conv_id]
     assert item["unread"] == 0 and item["lastMessage"] is None
     cand_inbox = await scene.connect(scene.candidate)
     await cand_inbox.emit("SUBSCRIBE_INBOX", {})
-    await until(cand_inbox, "INBOX_SUBSCRIBED")
+    await cand_inbox.until("INBOX_SUBSCRIBED")
     cand = await scene.joined(scene.candidate)
     await cand.sent(scene.conv_id, "hi there", "c-1")
-    pushed = await until(sup, "CONVERSATION_UPDATED", lambda d: d["conversation"]["lastMessage"] is not None)
+    pushed = await sup.until("CONVERSATION_UPDATED", lambda d: d["conversation"]["lastMessage"] is not None)
     assert pushed["conversation"]["unread"] == 1 and pushed["conversation"]["lastMessage"]["content"] == "hi there"
-    mine = await until(cand_inbox, "CONVERSATION_UPDATED", lambda d: d["conversation"]["lastMessage"] is not None)
+    mine = await cand_inbox.until("CONVERSATION_UPDATED", lambda d: d["conversation"]["lastMessage"] is not None)
     assert mine["conversation"]["unread"] == 0
 
 
@@ -329,10 +329,10 @@ async def test_a_note_is_not_in_the_candidates_conversation(scene: Scene):
 async def test_a_note_is_never_a_list_items_last_message(scene: Scene):
     cand_inbox = await scene.connect(scene.candidate)
     await cand_inbox.emit("SUBSCRIBE_INBOX", {})
-    await until(cand_inbox, "INBOX_SUBSCRIBED")
+    await cand_inbox.until("INBOX_SUBSCRIBED")
     agent = await scene.joined(scene.agent)
     await agent.sent(scene.conv_id, "visible", "a-1")
-    await until(cand_inbox, "CONVERSATION_UPDATED", lambda d: d["conversation"]["lastMessage"] is not None)
+    await cand_inbox.until("CONVERSATION_UPDATED", lambda d: d["conversation"]["lastMessage"] is not None)
     await note(agent, scene, "secret between staff")
     for user in (scene.candidate, scene.agent):
         item = await listed(scene, user)
@@ -343,9 +343,9 @@ async def test_a_note_is_never_a_list_items_last_message(scene: Scene):
 async def test_no_note_on_a_closed_conversation(scene: Scene):
     agent = await scene.joined(scene.agent)
     await agent.emit("CLOSE_CONVERSATION", {"conversationId": scene.conv_id})
-    await until(agent, "CONVERSATION_CLOSED")
+    await agent.until("CONVERSATION_CLOSED")
     await agent.fails(ALREADY_CLOSED, "SEND_NOTE", {"conversationId": scene.conv_id, "content": "late"})
-    await quiet(agent)
+    await agent.quiet()
 
 
 async def test_a_resend_leaves_last_message_and_unread_on_the_stored_top(scene: Scene):

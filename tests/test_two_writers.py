@@ -6,19 +6,19 @@ from __future__ import annotations
 import asyncio
 
 from tests.conftest import expect
-from tests.ws_helpers import Scene
+from tests.ws_helpers import Peer, Scene, connect
 
 PER_SENDER = 150
 
 
-async def send_all(ws, conv_id: str, prefix: str) -> list[int]:
+async def send_all(peer: Peer, conv_id: str, prefix: str) -> list[int]:
     """Send PER_SENDER messages without waiting, then collect the acks' seqs in send order."""
     for i in range(PER_SENDER):
-        await ws.send_json({"event": "SEND_MESSAGE", "data": {
-            "conversationId": conv_id, "content": f"{prefix}-{i}", "clientMessageId": f"{prefix}-{i}"}})
+        await peer.emit("SEND_MESSAGE", {
+            "conversationId": conv_id, "content": f"{prefix}-{i}", "clientMessageId": f"{prefix}-{i}"})
     acks: dict[str, int] = {}
     while len(acks) < PER_SENDER:
-        frame = await ws.receive_json(timeout=20)
+        frame = await peer.recv(20)
         assert frame["event"] in ("MESSAGE_SENT", "NEW_MESSAGE"), frame
         if frame["event"] == "MESSAGE_SENT":
             acks[frame["data"]["clientMessageId"]] = frame["data"]["seq"]
@@ -29,14 +29,14 @@ async def test_two_apps_on_one_database_allocate_seq_safely(app_client, settings
     first, second = await app_client(settings), await app_client(settings)  # same database name
     scene = await Scene.create(first)
     api, conv, cand, agent = scene.api, scene.conversation, scene.candidate, scene.agent
-    cand_ws = await first.ws_connect("/ws?token=" + cand["token"])
-    agent_ws = await second.ws_connect("/ws?token=" + agent["token"])
-    for ws in (cand_ws, agent_ws):
-        await ws.send_json({"event": "JOIN_CONVERSATION", "data": {"conversationId": conv["_id"]}})
-        assert (await ws.receive_json(timeout=10))["event"] == "JOINED_CONVERSATION"
+    cand_peer = await connect(first, cand)
+    agent_peer = await connect(second, agent)
+    for peer in (cand_peer, agent_peer):
+        await peer.emit("JOIN_CONVERSATION", {"conversationId": conv["_id"]})
+        assert (await peer.recv(10))["event"] == "JOINED_CONVERSATION"
 
-    cand_seqs, agent_seqs = await asyncio.gather(send_all(cand_ws, conv["_id"], "c"),
-                                                 send_all(agent_ws, conv["_id"], "a"))
+    cand_seqs, agent_seqs = await asyncio.gather(send_all(cand_peer, conv["_id"], "c"),
+                                                 send_all(agent_peer, conv["_id"], "a"))
     assert cand_seqs == sorted(cand_seqs) and agent_seqs == sorted(agent_seqs)  # each sender's order kept
     assert sorted(cand_seqs + agent_seqs) == list(range(1, 2 * PER_SENDER + 1))  # contiguous, unique
 

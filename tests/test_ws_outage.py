@@ -8,10 +8,7 @@ import asyncio
 from livechat.storage.embedded import EmbeddedServer
 from tests.conftest import Api, expect, make_settings
 from tests.contract import BUSY, UNAVAILABLE
-
-
-async def next_event(ws, timeout: float = 10.0) -> dict:
-    return await ws.receive_json(timeout=timeout)
+from tests.ws_helpers import connect
 
 
 async def test_sends_fail_cleanly_during_an_outage_and_recover(app_client, tmp_path):
@@ -25,19 +22,19 @@ async def test_sends_fail_cleanly_during_an_outage_and_recover(app_client, tmp_p
         cand = await api.user("candidate")
         conv = await expect(await client.post("/conversations", json={"supervisorId": sup["_id"]},
                                               headers=api.auth(cand)), 201)
-        sender = await client.ws_connect("/ws?token=" + cand["token"])
-        listener = await client.ws_connect("/ws?token=" + cand["token"])
-        for ws in (sender, listener):
-            await ws.send_json({"event": "JOIN_CONVERSATION", "data": {"conversationId": conv["_id"]}})
-            assert (await next_event(ws))["event"] == "JOINED_CONVERSATION"
+        sender = await connect(client, cand)
+        listener = await connect(client, cand)
+        for peer in (sender, listener):
+            await peer.emit("JOIN_CONVERSATION", {"conversationId": conv["_id"]})
+            assert (await peer.recv(10))["event"] == "JOINED_CONVERSATION"
 
         async def send(client_id: str) -> dict:
-            await sender.send_json({"event": "SEND_MESSAGE", "data": {
-                "conversationId": conv["_id"], "content": f"msg {client_id}", "clientMessageId": client_id}})
-            return await next_event(sender)
+            await sender.emit("SEND_MESSAGE", {
+                "conversationId": conv["_id"], "content": f"msg {client_id}", "clientMessageId": client_id})
+            return await sender.recv(10)
 
         assert (await send("before"))["event"] == "MESSAGE_SENT"
-        assert (await next_event(listener))["data"]["content"] == "msg before"
+        assert (await listener.recv(10))["data"]["content"] == "msg before"
 
         await asyncio.to_thread(server.stop)
         failed = await send("during")
@@ -48,7 +45,7 @@ async def test_sends_fail_cleanly_during_an_outage_and_recover(app_client, tmp_p
         retried = await send("during")  # the client resends with the same id once it hears of the outage
         assert retried["event"] == "MESSAGE_SENT" and retried["data"]["seq"] == 2
         # The listener heard nothing about the failed attempt, then exactly the stored message.
-        live = await next_event(listener)
+        live = await listener.recv(10)
         assert (live["data"]["content"], live["data"]["seq"]) == ("msg during", 2)
         history = await expect(await client.get(f"/conversations/{conv['_id']}", headers=api.auth(cand)), 200)
         assert [m["content"] for m in history["messages"]] == ["msg before", "msg during"]
@@ -70,26 +67,26 @@ async def test_sends_beyond_the_writers_queue_are_refused_at_once_and_stored_aft
         sup, cand = await api.user("supervisor"), await api.user("candidate")
         conv = await expect(await client.post("/conversations", json={"supervisorId": sup["_id"]},
                                               headers=api.auth(cand)), 201)
-        ws = await client.ws_connect("/ws?token=" + cand["token"])
-        await ws.send_json({"event": "JOIN_CONVERSATION", "data": {"conversationId": conv["_id"]}})
-        assert (await next_event(ws))["event"] == "JOINED_CONVERSATION"
+        peer = await connect(client, cand)
+        await peer.emit("JOIN_CONVERSATION", {"conversationId": conv["_id"]})
+        assert (await peer.recv(10))["event"] == "JOINED_CONVERSATION"
 
         def send(client_id: str):
-            return ws.send_json({"event": "SEND_MESSAGE", "data": {
-                "conversationId": conv["_id"], "content": f"msg {client_id}", "clientMessageId": client_id}})
+            return peer.emit("SEND_MESSAGE", {
+                "conversationId": conv["_id"], "content": f"msg {client_id}", "clientMessageId": client_id})
 
         await asyncio.to_thread(server.stop)
         await send("stuck")
         # The answer to an unknown event is sent after the writer took "stuck" (asyncio runs the
         # tasks woken first first), so from here the queue is empty and the writer is waiting.
-        await ws.send_json({"event": "NO_SUCH_EVENT", "data": {}})
-        assert await next_event(ws) == {"event": "ERROR", "data": {"message": "Unknown event"}}
+        await peer.emit("NO_SUCH_EVENT", {})
+        assert await peer.recv(10) == {"event": "ERROR", "data": {"message": "Unknown event"}}
         for client_id in ("queued", "refused"):
             await send(client_id)
-        first = await next_event(ws)
+        first = await peer.recv(10)
         assert first == {"event": "ERROR", "data": {"message": BUSY, "clientMessageId": "refused"}}
         # The other two wait on the database and fail with it.
-        failed = [await next_event(ws), await next_event(ws)]
+        failed = [await peer.recv(10), await peer.recv(10)]
         assert {(f["data"]["message"], f["data"]["clientMessageId"]) for f in failed} == {
             (UNAVAILABLE, "stuck"), (UNAVAILABLE, "queued")}
         metrics = await (await client.get("/metrics")).text()
@@ -98,7 +95,7 @@ async def test_sends_beyond_the_writers_queue_are_refused_at_once_and_stored_aft
         server.start()
         await asyncio.to_thread(server.wait_ready, 30)
         await send("refused")
-        stored = await next_event(ws)
+        stored = await peer.recv(10)
         assert stored["event"] == "MESSAGE_SENT" and stored["data"]["clientMessageId"] == "refused"
         history = await expect(await client.get(f"/conversations/{conv['_id']}", headers=api.auth(cand)), 200)
         assert [m["content"] for m in history["messages"]] == ["msg refused"]

@@ -35,17 +35,22 @@ def forged_token(user_id: str, *, role: str = "candidate", lifetime: int = 3600,
 
 
 class Peer:
-    """One client socket and the user holding it."""
+    """One client socket and the user holding it. Every frame read is kept, in order, in ``frames``.
+    With ``ascii``, frames are sent as ``json.dumps`` writes them by default: non-ASCII characters as
+    ``\\uXXXX`` escapes (a lone surrogate can be sent only so)."""
 
-    def __init__(self, ws: ClientWebSocketResponse, user: dict[str, Any] | None = None) -> None:
+    def __init__(self, ws: ClientWebSocketResponse, user: dict[str, Any] | None = None, *,
+                 ascii: bool = False) -> None:
         self.ws = ws
         self.user = user
+        self.ascii = ascii
+        self.frames: list[dict[str, Any]] = []
 
     # --- sending -----------------------------------------------------------------------------
 
     async def emit(self, event: str, data: Any) -> None:
-        """A JSON text frame, in UTF-8 as a browser sends it (no ``\\uXXXX`` escapes)."""
-        await self.ws.send_str(json.dumps({"event": event, "data": data}, ensure_ascii=False))
+        """A JSON text frame, in UTF-8 as a browser sends it (no ``\\uXXXX`` escapes unless ``ascii``)."""
+        await self.ws.send_str(json.dumps({"event": event, "data": data}, ensure_ascii=self.ascii))
 
     async def ask(self, event: str, data: Any) -> dict[str, Any]:
         await self.emit(event, data)
@@ -64,6 +69,7 @@ class Peer:
         msg = await self.ws.receive(timeout=timeout)
         assert msg.type is WSMsgType.TEXT, (msg.type, msg.data, self.ws.close_code)
         frame = json.loads(msg.data)
+        self.frames.append(frame)
         assert set(frame) == {"event", "data"}, frame
         assert isinstance(frame["event"], str) and isinstance(frame["data"], dict), frame
         return frame
@@ -81,6 +87,27 @@ class Peer:
             if frame["event"] == event:
                 return frame["data"]
             assert frame["event"] != "ERROR", (event, frame)
+
+    async def until(self, event: str, match: Any = lambda data: True, timeout: float = 10.0) -> dict[str, Any]:
+        """Read frames until ``event`` with data matching ``match`` arrives, within ``timeout`` in all;
+        its data. Every other frame, an ERROR too, is passed over (and kept in ``frames``)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await self.recv(timeout)
+                if frame["event"] == event and match(frame["data"]):
+                    return frame["data"]
+
+    def seen(self, event: str) -> list[dict[str, Any]]:
+        """The data of every ``event`` frame read so far, in arrival order."""
+        return [f["data"] for f in self.frames if f["event"] == event]
+
+    async def drain(self, quiet: float = 0.5) -> None:
+        """Read whatever comes (into ``frames``) until nothing has for ``quiet`` seconds."""
+        while True:
+            try:
+                await self.recv(quiet)
+            except TimeoutError:
+                return
 
     async def new_messages(self, count: int, timeout: float = 15.0) -> list[dict[str, Any]]:
         """The next ``count`` frames, each a ``NEW_MESSAGE`` (their data)."""
@@ -107,8 +134,9 @@ class Peer:
                 msg = await self.ws.receive()
                 if msg.type in CLOSED_STATES:
                     return frames
-                assert msg.type is WSMsgType.TEXT, (msg.type, msg.data)
+                assert msg.type is WSMsgType.TEXT, (msg.type, msg.data)  # never a BINARY frame
                 frames.append(json.loads(msg.data))
+                self.frames.append(frames[-1])
 
     async def closed_with(self, code: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         frames = await self.until_closed(timeout)
@@ -121,6 +149,11 @@ class Peer:
         """``event`` is answered by exactly ``ERROR {message, **echo}``."""
         reply = await self.ask(event, data)
         assert reply == {"event": "ERROR", "data": {"message": message, **echo}}, (event, data, reply)
+
+    async def refused(self, message: str, event: str, data: Any) -> None:
+        """``event`` is answered by an ERROR with ``message`` (its other fields are not looked at)."""
+        reply = await self.ask(event, data)
+        assert reply["event"] == "ERROR" and reply["data"]["message"] == message, (event, data, reply)
 
     async def fails_raw(self, message: str, text: str) -> None:
         await self.ws.send_str(text)
@@ -148,6 +181,11 @@ class Peer:
         """Nothing is waiting for this socket and it is still served: a LEAVE of an unrelated id
         (idempotent, harmless) is answered by the very next frame."""
         await self.leave(str(ObjectId()))
+
+    async def quiet(self) -> None:
+        """Nothing is waiting for this socket and it is still open and served, for any role: an
+        unknown event is answered by the very next frame."""
+        await self.fails(UNKNOWN_EVENT, "NO_SUCH_EVENT", {})
 
     async def close(self) -> None:
         await self.ws.close()
@@ -287,16 +325,3 @@ class Scene:
             after = page["nextAfterSeq"]
         return messages
 
-
-async def until(peer: Peer, event: str, match: Any = lambda data: True, timeout: float = 10.0) -> dict[str, Any]:
-    """Read frames until ``event`` with data matching ``match`` arrives; its data."""
-    async with asyncio.timeout(timeout):
-        while True:
-            frame = await peer.recv(timeout)
-            if frame["event"] == event and match(frame["data"]):
-                return frame["data"]
-
-
-async def quiet(peer: Peer) -> None:
-    """Nothing is waiting for this socket (any role): an unknown event is answered next."""
-    await peer.fails(UNKNOWN_EVENT, "NO_SUCH_EVENT", {})

@@ -3,7 +3,6 @@ a real ``python -m livechat`` process. Every test module under tests/security/ b
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import hashlib
@@ -16,14 +15,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import attrs
-from aiohttp import ClientWebSocketResponse, WSMsgType
 from aiohttp.test_utils import TestClient
 from bson import ObjectId
 
 from livechat.domain.auth import SignupRequest
 from livechat.domain.models import Role
 from livechat.keys import services_key
-from tests.contract import INVALID, UNKNOWN_EVENT
+from tests.contract import INVALID
 from tests.conftest import INTERNALS, PASSWORD, TEST_SECRET, Api, expect
 from tests.processes import Server, http
 from tests.ws_helpers import Peer
@@ -148,50 +146,11 @@ async def make_admin(api: Api, email: str = "root@example.com") -> dict[str, Any
 # --- WebSocket --------------------------------------------------------------------------------
 
 
-async def connect(client: TestClient, token: str | None = None, **kwargs: Any) -> ClientWebSocketResponse:
+async def connect(client: TestClient, token: str | None = None, **kwargs: Any) -> Peer:
+    """A socket with ``token`` in the query string (none: no token); its frames escape non-ASCII as
+    ``aiohttp``'s ``send_json`` does, so that a lone surrogate can be sent."""
     path = "/ws" if token is None else f"/ws?token={token}"
-    return await client.ws_connect(path, **kwargs)
-
-
-async def next_event(ws: ClientWebSocketResponse, timeout: float = 5.0) -> dict[str, Any]:
-    """The next frame, checked to be a JSON text frame ``{"event", "data"}`` (``Peer.recv``)."""
-    return await Peer(ws).recv(timeout)
-
-
-async def call(ws: ClientWebSocketResponse, event: str, data: Any) -> dict[str, Any]:
-    await ws.send_json({"event": event, "data": data})
-    return await next_event(ws)
-
-
-async def expect_error(ws: ClientWebSocketResponse, message: str, event: str, data: Any) -> None:
-    reply = await call(ws, event, data)
-    assert reply["event"] == "ERROR" and reply["data"]["message"] == message, (event, data, reply)
-
-
-async def join(ws: ClientWebSocketResponse, conv_id: str) -> dict[str, Any]:
-    return await Peer(ws).join(conv_id)
-
-
-async def expect_close(ws: ClientWebSocketResponse, code: int, timeout: float = 5.0) -> list[dict[str, Any]]:
-    """Read until the server closes; assert the close code; return the events seen before."""
-    events = []
-    async with asyncio.timeout(timeout):
-        while True:
-            msg = await ws.receive()
-            if msg.type is WSMsgType.TEXT:
-                events.append(json.loads(msg.data))
-            elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
-                break
-            else:
-                assert msg.type is not WSMsgType.BINARY, msg
-    assert ws.close_code == code, (ws.close_code, events)
-    return events
-
-
-async def still_open(ws: ClientWebSocketResponse) -> None:
-    """A harmless round trip proves the socket is open and served, for any role; nothing else may
-    be waiting for this socket before the answer."""
-    await Peer(ws).fails(UNKNOWN_EVENT, "NO_SUCH_EVENT", {})
+    return Peer(await client.ws_connect(path, **kwargs), ascii=True)
 
 
 # --- responses --------------------------------------------------------------------------------

@@ -13,19 +13,14 @@ from tests.contract import BAD_LOGIN, FORBIDDEN, FORBIDDEN_FOR_ROLE, NOT_ALLOWED
 from tests.security.helpers import (
     Team,
     assign,
-    call,
     connect,
     conversation_as,
-    expect_error,
-    join,
     make_admin,
     make_team,
-    next_event,
     open_conversation,
     recent,
     services,
     smuggled,
-    still_open,
 )
 
 
@@ -139,24 +134,24 @@ async def test_nobody_reaches_another_partys_conversation_over_websocket(api: Ap
     conv = mine.conv_id
     admin = await api.user("admin")
     owner = await connect(api.client, mine.candidate["token"])
-    await join(owner, conv)
+    await owner.join(conv)
     chat_roles = {"other candidate": theirs.candidate, "other agent": theirs.agent, "idle agent": mine.idle_agent}
     staff = {"other supervisor": theirs.supervisor, "own supervisor": mine.supervisor, "admin": admin}
     for label, user in {**chat_roles, **staff}.items():
-        ws = await connect(api.client, user["token"])
+        peer = await connect(api.client, user["token"])
         in_chat = label in chat_roles
-        await expect_error(ws, NOT_ALLOWED if in_chat else FORBIDDEN_FOR_ROLE, "JOIN_CONVERSATION",
+        await peer.refused(NOT_ALLOWED if in_chat else FORBIDDEN_FOR_ROLE, "JOIN_CONVERSATION",
                            {"conversationId": conv})
-        await expect_error(ws, NOT_JOINED if in_chat else FORBIDDEN_FOR_ROLE, "SEND_MESSAGE",
+        await peer.refused(NOT_JOINED if in_chat else FORBIDDEN_FOR_ROLE, "SEND_MESSAGE",
                            {"conversationId": conv, "content": f"hello from {label}"})
         close_error = NOT_ALLOWED if user["role"] == "agent" else FORBIDDEN_FOR_ROLE
-        await expect_error(ws, close_error, "CLOSE_CONVERSATION", {"conversationId": conv})
+        await peer.refused(close_error, "CLOSE_CONVERSATION", {"conversationId": conv})
         # A message in the room does not reach the outsider.
-        sent = await call(owner, "SEND_MESSAGE", {"conversationId": conv, "content": f"private to {label}",
-                                                  "clientMessageId": label})
+        sent = await owner.ask("SEND_MESSAGE", {"conversationId": conv, "content": f"private to {label}",
+                                                "clientMessageId": label})
         assert sent["event"] == "MESSAGE_SENT", sent
-        await still_open(ws)
-        await ws.close()
+        await peer.quiet()
+        await peer.close()
     history = await conversation_as(api, mine.candidate, conv)
     assert {m["senderId"] for m in history["messages"]} == {mine.candidate["_id"]}
     assert (history["status"], history["agentId"]) == ("open", mine.agent["_id"])
@@ -216,14 +211,14 @@ async def test_smuggled_fields_in_websocket_frames_change_nothing(api: Api):
     conv = team.conv_id
     candidate, agent = await connect(api.client, team.candidate["token"]), await connect(api.client,
                                                                                          team.agent["token"])
-    joined = await call(candidate, "JOIN_CONVERSATION", smuggled(conversationId=conv, lastSeq=0))
+    joined = await candidate.ask("JOIN_CONVERSATION", smuggled(conversationId=conv, lastSeq=0))
     assert joined == {"event": "JOINED_CONVERSATION", "data": {"conversationId": conv, "status": "open", "lastSeq": 0}}
-    assert (await join(agent, conv))["status"] == "assigned"  # the one legitimate transition
+    assert (await agent.join(conv))["status"] == "assigned"  # the one legitimate transition
     forged = smuggled(conversationId=conv, content="hi", clientMessageId="m-1")
-    ack = await call(candidate, "SEND_MESSAGE", forged)
+    ack = await candidate.ask("SEND_MESSAGE", forged)
     assert ack["event"] == "MESSAGE_SENT" and ack["data"]["seq"] == 1, ack
     assert ack["data"]["messageId"] != forged["messageId"] and recent(ack["data"]["createdAt"])
-    heard = await next_event(agent)
+    heard = await agent.recv()
     assert heard == {"event": "NEW_MESSAGE", "data": {
         "messageId": ack["data"]["messageId"], "conversationId": conv, "seq": 1, "senderId": team.candidate["_id"],
         "senderRole": "candidate", "content": "hi", "createdAt": ack["data"]["createdAt"]}}

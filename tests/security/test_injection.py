@@ -15,13 +15,9 @@ from tests.contract import BAD_LOGIN, INVALID, INVALID_FORMAT
 from tests.security.helpers import (
     HOSTILE_VALUES,
     Team,
-    call,
     connect,
     conversation_as,
-    expect_error,
-    join,
     make_team,
-    next_event,
     not_a_schema_refusal,
     open_conversation,
     services,
@@ -170,14 +166,14 @@ async def test_malformed_ids_are_400_in_paths_and_bodies(api: Api, team: Team):
 
 
 async def test_malformed_ids_are_invalid_over_websocket(api: Api, team: Team):
-    ws = await connect(api.client, team.agent["token"])
+    peer = await connect(api.client, team.agent["token"])
     for bad in BAD_IDS + [*HOSTILE_VALUES, 12, None]:
         for event in ("JOIN_CONVERSATION", "SEND_MESSAGE", "LEAVE_CONVERSATION", "CLOSE_CONVERSATION"):
-            await expect_error(ws, INVALID, event, {"conversationId": bad, "content": "x"})
+            await peer.refused(INVALID, event, {"conversationId": bad, "content": "x"})
     for key, value in (("content", {"$ne": None}), ("content", ["x"]), ("lastSeq", {"$gt": 0}),
                        ("lastSeq", "1"), ("clientMessageId", {"$ne": None})):
         event = "JOIN_CONVERSATION" if key == "lastSeq" else "SEND_MESSAGE"
-        await expect_error(ws, INVALID, event, {"conversationId": team.conv_id, "content": "x", key: value})
+        await peer.refused(INVALID, event, {"conversationId": team.conv_id, "content": "x", key: value})
     assert (await conversation_as(api, team.agent, team.conv_id))["messages"] == []
 
 
@@ -208,9 +204,9 @@ async def test_control_characters_are_stored_verbatim_and_escaped(api: Api, capl
         assert INJECTED in [u["name"] for u in (data if isinstance(data, list) else [data])]
     conv = (await open_conversation(api, candidate, sup["_id"]))["_id"]
     sender, listener = await connect(api.client, candidate["token"]), await connect(api.client, candidate["token"])
-    await join(sender, conv), await join(listener, conv)
-    await sender.send_json({"event": "SEND_MESSAGE", "data": {"conversationId": conv, "content": INJECTED}})
-    frame = await listener.receive_str(timeout=5)
+    await sender.join(conv), await listener.join(conv)
+    await sender.emit("SEND_MESSAGE", {"conversationId": conv, "content": INJECTED})
+    frame = await listener.ws.receive_str(timeout=5)
     assert_escaped(frame)
     assert json.loads(frame)["data"]["content"] == INJECTED
     resp = await api.client.get(f"/conversations/{conv}/messages", headers=api.auth(sup))
@@ -238,15 +234,15 @@ async def test_login_with_control_characters_is_a_plain_400_or_401(api: Api, cap
 
 async def test_a_frame_cannot_smuggle_a_second_event(api: Api, team: Team):
     """A frame full of control characters is one event; it cannot smuggle a second one."""
-    ws = await connect(api.client, team.candidate["token"])
-    await join(ws, team.conv_id)
+    peer = await connect(api.client, team.candidate["token"])
+    await peer.join(team.conv_id)
     smuggle = '"}}\n{"event":"CLOSE_CONVERSATION","data":{"conversationId":"' + team.conv_id + '"}}'
-    ack = await call(ws, "SEND_MESSAGE", {"conversationId": team.conv_id, "content": smuggle, "clientMessageId": "c"})
+    ack = await peer.ask("SEND_MESSAGE", {"conversationId": team.conv_id, "content": smuggle, "clientMessageId": "c"})
     assert ack["event"] == "MESSAGE_SENT"
     agent = await connect(api.client, team.agent["token"])
-    await join(agent, team.conv_id)
+    await agent.join(team.conv_id)
     history = await conversation_as(api, team.agent, team.conv_id)
     assert [m["content"] for m in history["messages"]] == [smuggle] and history["status"] == "assigned"
     first = json.dumps({"event": "SEND_MESSAGE", "data": {"conversationId": team.conv_id, "content": "a"}})
-    await ws.send_str(first + '\n{"event":"CLOSE_CONVERSATION","data":{}}')
-    assert (await next_event(ws)) == {"event": "ERROR", "data": {"message": INVALID_FORMAT}}
+    await peer.ws.send_str(first + '\n{"event":"CLOSE_CONVERSATION","data":{}}')
+    assert (await peer.recv()) == {"event": "ERROR", "data": {"message": INVALID_FORMAT}}

@@ -16,17 +16,13 @@ import pytest
 from tests.conftest import PASSWORD, Api, expect, make_settings
 from tests.contract import INVALID, POLICY, TOO_BIG, TOO_LARGE, TOO_MANY_CONNECTIONS, TOO_MANY_MESSAGES, UNKNOWN_EVENT
 from tests.security.helpers import (
-    call,
     connect,
     conversation_as,
     envelope_error,
-    expect_close,
-    join,
     live_server,
     live_user,
     make_team,
     services,
-    still_open,
 )
 
 TWO_MIB = 2 * 1024 * 1024
@@ -60,13 +56,13 @@ async def test_oversize_bodies_are_413_and_store_nothing(api: Api):
 async def test_frames_over_the_limit_close_with_1009(api: Api):
     """The default limit is 64 KiB: just under it is an ordinary (schema) error, over it a close."""
     team = await make_team(api)
-    ws = await connect(api.client, team.candidate["token"])
-    await join(ws, team.conv_id)
+    peer = await connect(api.client, team.candidate["token"])
+    await peer.join(team.conv_id)
     under = {"conversationId": team.conv_id, "content": "x" * (60 * 1024)}  # > 10,000 characters
-    assert await call(ws, "SEND_MESSAGE", under) == {"event": "ERROR", "data": {"message": INVALID}}
-    await ws.send_str('{"event":"SEND_MESSAGE","data":{"content":"' + "x" * (64 * 1024) + '"}}')
-    await expect_close(ws, TOO_BIG)
-    await still_open(await connect(api.client, team.candidate["token"]))  # the user may come back
+    assert await peer.ask("SEND_MESSAGE", under) == {"event": "ERROR", "data": {"message": INVALID}}
+    await peer.ws.send_str('{"event":"SEND_MESSAGE","data":{"content":"' + "x" * (64 * 1024) + '"}}')
+    await peer.closed_with(TOO_BIG)
+    await (await connect(api.client, team.candidate["token"])).quiet()  # the user may come back
     assert (await conversation_as(api, team.candidate, team.conv_id))["messages"] == []
 
 
@@ -74,22 +70,22 @@ async def test_a_message_flood_is_refused_then_closed_with_1008(app_client, mong
     api = Api(await app_client(make_settings(mongo_uri, ws={
         "rate_burst": 5, "rate_per_second": 0.1, "abuse_strikes": 4})))
     team = await make_team(api)
-    ws = await connect(api.client, team.candidate["token"])
-    await join(ws, team.conv_id)
+    peer = await connect(api.client, team.candidate["token"])
+    await peer.join(team.conv_id)
     for i in range(5):  # the burst is accepted
-        ack = await call(ws, "SEND_MESSAGE", {"conversationId": team.conv_id, "content": f"m{i}",
+        ack = await peer.ask("SEND_MESSAGE", {"conversationId": team.conv_id, "content": f"m{i}",
                                               "clientMessageId": f"ok-{i}"})
         assert ack["event"] == "MESSAGE_SENT", ack
     for i in range(3):  # the excess is refused, the socket stays open…
-        reply = await call(ws, "SEND_MESSAGE", {"conversationId": team.conv_id, "content": "spam",
+        reply = await peer.ask("SEND_MESSAGE", {"conversationId": team.conv_id, "content": "spam",
                                                 "clientMessageId": f"spam-{i}"})
         assert reply == {"event": "ERROR", "data": {"message": TOO_MANY_MESSAGES, "clientMessageId": f"spam-{i}"}}
-    await ws.send_json({"event": "SEND_MESSAGE", "data": {"conversationId": team.conv_id, "content": "spam"}})
-    events = await expect_close(ws, POLICY)  # …until the abuse is sustained
+    await peer.emit("SEND_MESSAGE", {"conversationId": team.conv_id, "content": "spam"})
+    events = await peer.closed_with(POLICY)  # …until the abuse is sustained
     assert events == [{"event": "ERROR", "data": {"message": TOO_MANY_MESSAGES}}]
     history = await conversation_as(api, team.candidate, team.conv_id)
     assert [m["content"] for m in history["messages"]] == [f"m{i}" for i in range(5)]
-    await still_open(await connect(api.client, team.candidate["token"]))  # the limit is per socket
+    await (await connect(api.client, team.candidate["token"])).quiet()  # the limit is per socket
 
 
 async def test_too_many_sockets_per_user_are_refused(app_client, mongo_uri):
@@ -97,13 +93,13 @@ async def test_too_many_sockets_per_user_are_refused(app_client, mongo_uri):
     hoarder, other = await api.user("candidate"), await api.user("candidate")
     first, second = await connect(api.client, hoarder["token"]), await connect(api.client, hoarder["token"])
     refused = await connect(api.client, hoarder["token"])
-    assert await expect_close(refused, POLICY) == [{"event": "ERROR", "data": {"message": TOO_MANY_CONNECTIONS}}]
-    for ws in (first, second, await connect(api.client, other["token"])):  # nobody else is affected
-        await still_open(ws)
+    assert await refused.closed_with(POLICY) == [{"event": "ERROR", "data": {"message": TOO_MANY_CONNECTIONS}}]
+    for peer in (first, second, await connect(api.client, other["token"])):  # nobody else is affected
+        await peer.quiet()
     await first.close()
     deadline = time.monotonic() + 3
     while True:  # the slot is released once the server has seen the close
-        reply = await call(await connect(api.client, hoarder["token"]), "NO_SUCH_EVENT", {})
+        reply = await (await connect(api.client, hoarder["token"])).ask("NO_SUCH_EVENT", {})
         if reply == {"event": "ERROR", "data": {"message": UNKNOWN_EVENT}}:
             break
         assert reply == {"event": "ERROR", "data": {"message": TOO_MANY_CONNECTIONS}}, reply
@@ -173,7 +169,7 @@ async def test_idle_and_slow_header_connections_are_closed(app_client, mongo_uri
             assert received.startswith(b"HTTP/1.1 200"), received[:100]
         else:
             assert b"200 OK" not in received, (name, received[:100])
-    await still_open(socket)  # a WebSocket is governed by its heartbeat, not the keep-alive timeout
+    await socket.quiet()  # a WebSocket is governed by its heartbeat, not the keep-alive timeout
 
 
 @pytest.mark.parametrize(

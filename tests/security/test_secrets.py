@@ -18,10 +18,8 @@ from tests.processes import ROOT, run_env
 from tests.security.helpers import (
     claims_for,
     connect,
-    expect_close,
     make_team,
     sign,
-    still_open,
 )
 
 
@@ -29,10 +27,10 @@ async def test_access_log_never_shows_websocket_tokens(api: Api, caplog):
     team = await make_team(api)
     forged = sign(claims_for(team.candidate["_id"]), key="not-the-server-secret-but-long-enough")
     good = await connect(api.client, team.candidate["token"])
-    await still_open(good)
+    await good.quiet()
     await good.close()
-    await expect_close(await connect(api.client, forged), UNAUTHORIZED_CLOSE)
-    await expect_close(await connect(api.client, "garbage.token.value"), UNAUTHORIZED_CLOSE)
+    await (await connect(api.client, forged)).closed_with(UNAUTHORIZED_CLOSE)
+    await (await connect(api.client, "garbage.token.value")).closed_with(UNAUTHORIZED_CLOSE)
     for _ in range(50):  # the access log line is written when the socket's handler returns
         ws_lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access" and "/ws" in r.getMessage()]
         if len(ws_lines) == 3:

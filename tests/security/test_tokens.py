@@ -17,7 +17,6 @@ from tests.processes import ROOT, run_env
 from tests.security.helpers import (
     claims_for,
     connect,
-    expect_close,
     make_team,
     services,
     sign,
@@ -72,8 +71,8 @@ async def test_forged_tokens_are_401_over_http(api: Api, victim, name):
 @pytest.mark.parametrize("name", FORGERIES)
 async def test_forged_tokens_are_4401_over_websocket(api: Api, victim, name):
     token = FORGERIES[name](victim["_id"], victim["token"])
-    for ws in (await connect(api.client, token), await connect(api.client, headers=api.auth(token))):
-        events = await expect_close(ws, UNAUTHORIZED_CLOSE)
+    for peer in (await connect(api.client, token), await connect(api.client, headers=api.auth(token))):
+        events = await peer.closed_with(UNAUTHORIZED_CLOSE)
         assert events == [{"event": "ERROR", "data": {"message": WS_UNAUTHORIZED}}]
 
 
@@ -81,8 +80,8 @@ async def test_missing_tokens_are_refused(api: Api):
     await expect(await api.client.get("/conversations"), 401, UNAUTHORIZED)
     for headers in ({"Authorization": "Bearer"}, {"Authorization": "Bearer    "}, {"Authorization": "Token x"}):
         await expect(await api.client.get("/conversations", headers=headers), 401, UNAUTHORIZED)
-    for ws in (await connect(api.client), await connect(api.client, "")):
-        assert await expect_close(ws, UNAUTHORIZED_CLOSE) == [{"event": "ERROR", "data": {"message": WS_UNAUTHORIZED}}]
+    for peer in (await connect(api.client), await connect(api.client, "")):
+        assert await peer.closed_with(UNAUTHORIZED_CLOSE) == [{"event": "ERROR", "data": {"message": WS_UNAUTHORIZED}}]
 
 
 async def test_tokens_of_deleted_users_stop_working_at_once(api: Api):
@@ -93,7 +92,7 @@ async def test_tokens_of_deleted_users_stop_working_at_once(api: Api):
         resp = await api.client.get(f"/conversations/{team.conv_id}", headers=api.auth(member))
         await expect(resp, 401, UNAUTHORIZED)
         await expect(await api.client.get("/auth/me", headers=api.auth(member)), 404, USER_NOT_FOUND)
-        assert await expect_close(await connect(api.client, member["token"]), UNAUTHORIZED_CLOSE) == [
+        assert await (await connect(api.client, member["token"])).closed_with(UNAUTHORIZED_CLOSE) == [
             {"event": "ERROR", "data": {"message": WS_UNAUTHORIZED}}]
 
 

@@ -18,16 +18,11 @@ from tests.conftest import Api, expect, make_settings
 from tests.contract import FORBIDDEN, INVALID, INVALID_FORMAT, UNKNOWN_EVENT, UNSUPPORTED
 from tests.security.helpers import (
     access_lines,
-    call,
     connect,
-    expect_close,
-    expect_error,
-    join,
     live_server,
     live_user,
     make_team,
     services,
-    still_open,
 )
 
 CONSOLE = "https://console.example"
@@ -52,9 +47,9 @@ async def assert_origin_refused(api: Api, origin: str, token: str) -> None:
 
 
 async def assert_origin_accepted(api: Api, origin: str | None, token: str) -> None:
-    ws = await connect(api.client, token, **({"origin": origin} if origin else {}))
-    await still_open(ws)
-    await ws.close()
+    peer = await connect(api.client, token, **({"origin": origin} if origin else {}))
+    await peer.quiet()
+    await peer.close()
 
 
 def own_origin(api: Api) -> str:
@@ -115,9 +110,9 @@ async def test_cors_any_origin_in_development_allows_any_websocket_origin(app_cl
 
 async def test_binary_frames_close_with_1003(api: Api):
     user = await api.user("candidate")
-    ws = await connect(api.client, user["token"])
-    await ws.send_bytes(b'{"event":"JOIN_CONVERSATION","data":{}}')
-    assert await expect_close(ws, UNSUPPORTED) == [{"event": "ERROR", "data": {"message": INVALID_FORMAT}}]
+    peer = await connect(api.client, user["token"])
+    await peer.ws.send_bytes(b'{"event":"JOIN_CONVERSATION","data":{}}')
+    assert await peer.closed_with(UNSUPPORTED) == [{"event": "ERROR", "data": {"message": INVALID_FORMAT}}]
 
 
 @pytest.mark.parametrize("raw", [b"\xff\xfe", b'{"event":"\xc3\x28","data":{}}', b"\xc0\xaf", b"\xed\xa0\x80",
@@ -125,20 +120,20 @@ async def test_binary_frames_close_with_1003(api: Api):
                          ids=["bom-bytes", "bad-continuation", "overlong", "encoded-surrogate", "five-byte"])
 async def test_invalid_utf8_text_frames_close_with_1007(api: Api, raw):
     user = await api.user("candidate")
-    ws = await connect(api.client, user["token"])
-    await ws.send_frame(raw, WSMsgType.TEXT)  # a TEXT opcode around bytes that are not UTF-8
-    assert await expect_close(ws, 1007) == []
+    peer = await connect(api.client, user["token"])
+    await peer.ws.send_frame(raw, WSMsgType.TEXT)  # a TEXT opcode around bytes that are not UTF-8
+    assert await peer.closed_with(1007) == []
 
 
 async def test_escaped_lone_surrogates_are_a_schema_error_not_a_crash(api: Api):
     team = await make_team(api)
-    ws = await connect(api.client, team.candidate["token"])
-    await join(ws, team.conv_id)
+    peer = await connect(api.client, team.candidate["token"])
+    await peer.join(team.conv_id)
     frame = json.dumps({"event": "SEND_MESSAGE", "data": {"conversationId": team.conv_id, "content": "@ x"}})
-    await ws.send_str(frame.replace("@", "\\ud800"))  # JSON's escape for a lone surrogate
-    assert (await ws.receive_json(timeout=5)) == {"event": "ERROR", "data": {"message": INVALID}}
-    await expect_error(ws, INVALID, "JOIN_CONVERSATION", {"conversationId": "\udfff" * 24})
-    await still_open(ws)
+    await peer.ws.send_str(frame.replace("@", "\\ud800"))  # JSON's escape for a lone surrogate
+    assert (await peer.recv()) == {"event": "ERROR", "data": {"message": INVALID}}
+    await peer.refused(INVALID, "JOIN_CONVERSATION", {"conversationId": "\udfff" * 24})
+    await peer.quiet()
 
 
 async def test_a_bug_in_one_socket_closes_only_that_socket(api: Api, caplog, monkeypatch):
@@ -155,16 +150,16 @@ async def test_a_bug_in_one_socket_closes_only_that_socket(api: Api, caplog, mon
     monkeypatch.setattr(conversations, "join", broken_join)
     spare = await connect(api.client, victim["token"])  # the same user's other socket
     bystander = await connect(api.client, other_team.candidate["token"])
-    await join(bystander, other_team.conv_id)
-    ws = await connect(api.client, victim["token"])
-    await ws.send_json({"event": "JOIN_CONVERSATION", "data": {"conversationId": victim_team.conv_id}})
-    events = await expect_close(ws, 1011)
+    await bystander.join(other_team.conv_id)
+    peer = await connect(api.client, victim["token"])
+    await peer.emit("JOIN_CONVERSATION", {"conversationId": victim_team.conv_id})
+    events = await peer.closed_with(1011)
     assert "secret internals" not in str(events) and "RuntimeError" not in str(events)
     # Everyone else carries on: the bystander chats, the victim's other socket answers.
-    ack = await call(bystander, "SEND_MESSAGE", {"conversationId": other_team.conv_id, "content": "still here",
-                                                 "clientMessageId": "after-crash"})
+    ack = await bystander.ask("SEND_MESSAGE", {"conversationId": other_team.conv_id, "content": "still here",
+                                               "clientMessageId": "after-crash"})
     assert ack["event"] == "MESSAGE_SENT", ack
-    await still_open(spare)
+    await spare.quiet()
     # Logged once, with the socket's request id, which the access log line of that socket repeats.
     crashes = [r for r in caplog.records if r.exc_info and "websocket handling failed" in r.getMessage()]
     assert len(crashes) == 1, [r.getMessage() for r in caplog.records if r.exc_info]
@@ -202,7 +197,7 @@ def test_a_closed_socket_is_released_promptly(tmp_path, mongo_uri):
 
 
 async def test_upgrades_with_bad_tokens_are_capped_per_client_address(app_client, mongo_uri):
-    """After ws.unauthenticated_per_client upgrades with a bad token from one address within the
+    """After peer.unauthenticated_per_client upgrades with a bad token from one address within the
     window, that address's upgrades get HTTP 429 with Retry-After — before any socket or token
     check — until the oldest failure ages out."""
     from datetime import timedelta
@@ -212,7 +207,7 @@ async def test_upgrades_with_bad_tokens_are_capped_per_client_address(app_client
     token = (await api.user("candidate"))["token"]
     await assert_origin_accepted(api, None, token)  # good tokens never count
     for bad in ("nope", "", "still-nope"):
-        await expect_close(await connect(api.client, bad), 4401)
+        await (await connect(api.client, bad)).closed_with(4401)
     resp = await upgrade(api, None, token)  # even a good token, from this address, for now
     assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1
     await expect(resp, 429, "Too many connection attempts, try again later")
