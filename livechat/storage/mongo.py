@@ -109,6 +109,19 @@ def translate_errors(method: Callable[..., Awaitable[T]]) -> Callable[..., Await
     return wrapper
 
 
+async def _update_and_read(collection: Any, query: dict[str, Any], update: dict[str, Any], *,
+                           upsert: bool = False) -> dict[str, Any] | None:
+    """Update the document ``query`` matches; the document as read right after (at least as new
+    as this write), or ``None`` when nothing matched. Not ``find_one_and_update``: SecantusDB runs
+    that over the whole collection (~50 µs per document, measured: 0.5 s at 10,000 conversations,
+    while ``update_one`` and ``find_one`` by ``_id`` take ~5 ms each), so two commands cost less
+    than one. Atomicity is the update's: its filter is the condition."""
+    result = await collection.update_one(query, update, upsert=upsert)
+    if not result.matched_count and result.upserted_id is None:
+        return None
+    return await collection.find_one({"_id": result.upserted_id or query["_id"]})
+
+
 class _Repo:
     observe_db: Callable[[str, float], None] | None = None  # set by MongoStore
 
@@ -163,8 +176,7 @@ class MongoUserRepo(_Repo):
             update["$set"] = {"passwordHash": password_hash}
         if role is not None:
             update["$set"] = {"role": role.value, "supervisorId": supervisor_id}
-        doc = await self._c.find_one_and_update({"_id": user_id}, update,
-                                                return_document=pymongo.ReturnDocument.AFTER)
+        doc = await _update_and_read(self._c, {"_id": user_id}, update)
         return from_document(doc, User) if doc else None
 
     @translate_errors
@@ -302,7 +314,7 @@ class MongoConversationRepo(_Repo):
 
     async def _update(self, query: dict[str, Any], update: dict[str, Any]) -> Conversation | None:
         update = {**update, "$inc": {**update.get("$inc", {}), "version": 1}}
-        doc = await self._c.find_one_and_update(query, update, return_document=pymongo.ReturnDocument.AFTER)
+        doc = await _update_and_read(self._c, query, update)
         if doc is None:
             return None
         if self._routing_trusted:  # also when not remembered yet: a read in flight may bring an older one
@@ -807,8 +819,8 @@ class MongoPresenceRepo(_Repo):
             if not online:
                 fields.update(status=Presence.AVAILABLE.value, since=now)
             try:
-                doc = await self._c.find_one_and_update({"_id": agent_id}, {"$set": fields, "$inc": {"version": 1}},
-                                                        upsert=True, return_document=pymongo.ReturnDocument.AFTER)
+                doc = await _update_and_read(self._c, {"_id": agent_id}, {"$set": fields, "$inc": {"version": 1}},
+                                             upsert=True)
             except pymongo.errors.DuplicateKeyError:
                 doc = None
             # Another process created the document at the same moment: the upsert lost the race,
@@ -821,9 +833,9 @@ class MongoPresenceRepo(_Repo):
 
     @translate_errors
     async def set_status(self, agent_id: ObjectId, status: Presence, now: datetime, process: str) -> AgentPresence:
-        doc = await self._c.find_one_and_update(
-            {"_id": agent_id}, {"$set": {"status": status.value, "since": now, "writer": process}, "$inc": {"version": 1}},
-            return_document=pymongo.ReturnDocument.AFTER)
+        doc = await _update_and_read(
+            self._c, {"_id": agent_id},
+            {"$set": {"status": status.value, "since": now, "writer": process}, "$inc": {"version": 1}})
         return from_document(doc, AgentPresence)
 
     @translate_errors
