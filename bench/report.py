@@ -182,7 +182,7 @@ def _typing_rows(results: dict) -> list[tuple[str, str, str, str]]:
     d = results.get("typing")
     if not d or "windows" not in d:
         return []
-    return [("typing", f"N={d['conversations']:,}, {d['rate']:g} msgs/s; every socket sends TYPING every 0.69 s",
+    return [("typing", f"N={d['conversations']:,}, {d['rate']:g} msgs/s; every socket sends TYPING every 2.05 s",
              f"{d['typing_sent']:,} TYPING sent, {d['typing_forwarded']:,} forwarded "
              f"({d['typing_forwarded_per_conversation_s']:g}/s per conversation)", ""),
             *_window_rows(d, TYPING_WINDOWS)]
@@ -215,6 +215,29 @@ def _typing_target(results: dict) -> Target | None:
     return _busy_window_target(d, "typing", f"typing at ~1/s per conversation (N={d['conversations']:,})")
 
 
+def _controlplane_rows(results: dict) -> list[tuple[str, str, str, str]]:
+    d = results.get("controlplane")
+    if not d or "sizes" not in d:
+        return []
+    rows = []
+    for size, row in d["sizes"].items():
+        rows.append(("controlplane" if not rows else "", f"{int(size):,} conversations: assign / JOIN p50/p99",
+                     f"{row['assign_ms']['p50']}/{row['assign_ms']['p99']} ms / "
+                     f"{row['join_ms']['p50']}/{row['join_ms']['p99']} ms", ""))
+    return rows
+
+
+def _controlplane_target(results: dict) -> Target | None:
+    d = results.get("controlplane")
+    if not d or "growth" not in d:
+        return None
+    growth = d["growth"]
+    sizes = list(d["sizes"])
+    return Target(f"assign and JOIN cost the same at {int(sizes[0]):,} and {int(sizes[-1]):,} conversations "
+                  "(p50 ≤ 1.5×)", "PASS" if max(growth.values()) <= 1.5 else "FAIL",
+                  f"assign ×{growth['assign_ms']}, JOIN ×{growth['join_ms']}")
+
+
 def _metrics_target(results: dict) -> Target | None:
     chat = results.get("chat") or {}
     metrics, server = chat.get("metrics_us_per_message"), chat.get("server_us_per_message")
@@ -231,11 +254,12 @@ def _optional(check):
 
 TARGETS = (_optional(_multiprocess_target), _optional(_desk_target), _optional(_typing_target), _integrity_target,
            _capacity_target, _quarter_knee_target, _idle_socket_target, _login_targets, _optional(_enumeration_target),
-           _startup_target, _optional(_metrics_target))
+           _startup_target, _optional(_metrics_target), _optional(_controlplane_target))
 
 
 def _rows(results: dict) -> list[tuple[str, str, str, str]]:
     rows: list[tuple[str, str, str, str]] = _multiprocess_rows(results) + _desk_rows(results) + _typing_rows(results)
+    rows += _controlplane_rows(results)
     chat = results.get("chat")
     if chat and "sent" in chat:
         rows += [

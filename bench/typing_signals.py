@@ -2,8 +2,9 @@
 
 The load server's conversations (``typing_conversations`` of them, 1,000 in a full run), two
 joined sockets each. Chat runs at the scenario's rate three times: alone, then while every socket
-sends ``TYPING`` every 0.69 s (the server forwards one per socket per 2 s: every third, one per
-2.07 s, so ~1 forwarded per conversation per second, as from a person typing steadily), then alone again. The figure is chat p99
+sends ``TYPING`` every 2.05 s — what the console sends while its user types (at most one per
+2 s), so ~1 event per conversation per second, each one forwarded (the server keeps one per
+socket per 2 s), then alone again. The figure is chat p99
 with typing against the mean of the two runs without it. One process: typing costs no database
 work there (README "Signals").
 """
@@ -15,7 +16,7 @@ import time
 
 from bench.scenarios import Bench, progress, window_summary
 
-SENDS_PER_SOCKET = 1 / 0.69  # TYPING frames per second from each socket
+SENDS_PER_SOCKET = 1 / 2.05  # TYPING frames per second from each socket: just above the server's throttle
 
 
 async def typing_signals(bench: Bench) -> dict:
