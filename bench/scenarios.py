@@ -71,6 +71,7 @@ class Plan:
     desk_settle: float = 15.0
     analytics_requests: int = 20
     typing_conversations: int = 1000  # both sockets of each type steadily (~1 forwarded/s per conversation)
+    typing_chat_rate: float = 50.0  # msgs/s of the chat beside the typing: below the knee at N=1,000
 
 
 FULL = Plan()

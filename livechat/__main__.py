@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import getpass
 import logging
 import os
@@ -77,6 +78,21 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+# The cyclic garbage collector, tuned for a server that holds many long-lived objects (sockets,
+# rooms, caches) and makes little cyclic garbage: with Python's defaults, under load, the older
+# generations were walked every few seconds — pauses of 30–40 ms (generation 1) and 130–400 ms
+# (generation 2), collecting nothing — and those pauses were the chat's p99 (measured with 2,000
+# sockets; README "Performance").
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+async def _tune_gc(_app: web.Application) -> None:
+    """What exists once the app has started is kept for the process's life: leave it out of every
+    collection (``gc.freeze``), and collect the young generation less often."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def serve(settings: Settings, *, host: str | None, port: int | None) -> int:
     from livechat.app import create_app
     from livechat.web.access_log import AccessLogger
@@ -86,8 +102,10 @@ def serve(settings: Settings, *, host: str | None, port: int | None) -> int:
     host = host or settings.bind_host
     log.info("livechat %s starting (%s profile) on http://%s:%s", __version__, settings.profile.value, host,
              settings.server.port)
+    app = create_app(settings)
+    app.on_startup.append(_tune_gc)  # after the services are up (cleanup contexts start first)
     web.run_app(
-        create_app(settings),
+        app,
         host=host,
         port=settings.server.port,
         access_log_class=AccessLogger,
