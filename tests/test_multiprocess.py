@@ -409,15 +409,22 @@ async def test_new_agents_connecting_on_two_processes_at_once_get_working_socket
             await sock.ws.close()
 
 
+async def crossed_chat(p1: Client, p2: Client) -> tuple[dict, dict, dict, str, Peer, Peer]:
+    """A team's conversation with the candidate joined on ``p1`` and its agent joined on ``p2``:
+    supervisor, agent, candidate, conversation id, candidate socket, agent socket."""
+    supervisor, agent, _, candidate = await team(p1)
+    conv = await open_assigned(p1, supervisor, agent, candidate)
+    cand, ag = await p1.socket(candidate), await p2.socket(agent)
+    await join(cand, conv)
+    await join(ag, conv)
+    return supervisor, agent, candidate, conv, cand, ag
+
+
 async def test_read_receipts_and_notes_across_processes(tmp_path, mongo_uri):
     """READ and NEW_NOTE come through the change feed (the reads and notes collections); a note
     reaches the staff on another process and never the candidate, whichever process it is on."""
     async with cluster(tmp_path, mongo_uri, 2) as (_, (p1, p2)):
-        supervisor, agent, _, candidate = await team(p1)
-        conv = await open_assigned(p1, supervisor, agent, candidate)
-        cand, ag = await p1.socket(candidate), await p2.socket(agent)
-        await join(cand, conv)
-        await join(ag, conv)
+        supervisor, agent, candidate, conv, cand, ag = await crossed_chat(p1, p2)
         watcher = await p1.socket(supervisor)
         await watcher.emit("WATCH_CONVERSATION", {"conversationId": conv})
         await watcher.until("WATCHING_CONVERSATION", timeout=15)
@@ -439,15 +446,12 @@ async def test_typing_crosses_processes_and_stays_throttled(tmp_path, mongo_uri)
     """TYPING goes through the short-lived typing collection to a room on another process, once per
     socket per 2 s however fast the sender types; nothing of it is stored as a message."""
     async with cluster(tmp_path, mongo_uri, 2) as (_, (p1, p2)):
-        supervisor, agent, _, candidate = await team(p1)
-        conv = await open_assigned(p1, supervisor, agent, candidate)
-        cand, ag = await p1.socket(candidate), await p2.socket(agent)
-        await join(cand, conv)
-        await join(ag, conv)
+        _, agent, candidate, conv, cand, ag = await crossed_chat(p1, p2)
         started = asyncio.get_running_loop().time()
         for _ in range(50):
             await cand.emit("TYPING", {"conversationId": conv})
-        assert await ag.until("TYPING", timeout=15) == {"conversationId": conv, "userId": candidate["_id"], "role": "candidate"}
+        typing = {"conversationId": conv, "userId": candidate["_id"], "role": "candidate"}
+        assert await ag.until("TYPING", timeout=15) == typing
         await ag.drain(1.0)
         assert len(ag.seen("TYPING")) == 1 + int((asyncio.get_running_loop().time() - started) // 2), ag.seen("TYPING")
         await ag.emit("TYPING", {"conversationId": conv})

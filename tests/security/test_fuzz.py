@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from livechat.domain.auth import LoginRequest, SignupRequest
 from livechat.domain.conversations import AssignAgent, CreateConversation
 from livechat.errors import InvalidInput
-from livechat.realtime import protocol as p
+from livechat.realtime import protocol
 from livechat.naming import camel
 from livechat.serialization import parse
 from tests import contract
@@ -39,8 +39,9 @@ from tests.security.helpers import (
 FUZZ = settings(max_examples=150, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
-REQUEST_CLASSES = [SignupRequest, LoginRequest, CreateConversation, AssignAgent, p.Join, p.Send, p.ConversationRef]
-EVENTS = [p.JOIN_CONVERSATION, p.SEND_MESSAGE, p.LEAVE_CONVERSATION, p.CLOSE_CONVERSATION]
+REQUEST_CLASSES = [SignupRequest, LoginRequest, CreateConversation, AssignAgent, protocol.Join, protocol.Send,
+                   protocol.ConversationRef]
+EVENTS = [protocol.JOIN_CONVERSATION, protocol.SEND_MESSAGE, protocol.LEAVE_CONVERSATION, protocol.CLOSE_CONVERSATION]
 WS_ERRORS = {contract.INVALID_FORMAT, contract.UNKNOWN_EVENT, contract.INVALID, contract.FORBIDDEN_FOR_ROLE,
              contract.NOT_ALLOWED, contract.ALREADY_CLOSED, contract.NOT_JOINED, contract.NOT_YET_ASSIGNED,
              contract.TOO_MANY_MESSAGES}
@@ -100,8 +101,8 @@ def test_parse_returns_the_request_or_invalid_input(cls, data):
 @given(text=frames(hex_ids))
 def test_decode_frame_returns_an_event_or_a_format_error(text):
     try:
-        event, data = p.decode_frame(text)
-    except p.FormatError:
+        event, data = protocol.decode_frame(text)
+    except protocol.FormatError:
         return
     assert isinstance(event, str) and isinstance(data, dict)
     assert json.loads(text)["event"] == event
@@ -110,7 +111,7 @@ def test_decode_frame_returns_an_event_or_a_format_error(text):
 @FUZZ
 @given(event=st.text(max_size=30), data=st.dictionaries(st.text(max_size=10), json_values, max_size=5))
 def test_decode_frame_round_trips_well_formed_frames(event, data):
-    assert p.decode_frame(json.dumps({"event": event, "data": data})) == (event, data)
+    assert protocol.decode_frame(json.dumps({"event": event, "data": data})) == (event, data)
 
 
 # --- the real server ----------------------------------------------------------------------------
@@ -197,13 +198,13 @@ async def ws_exchange(port: int, token: str, frame: str) -> list[dict[str, Any]]
     async with aiohttp.ClientSession() as session, \
             session.ws_connect(f"http://127.0.0.1:{port}/ws?token={token}") as ws:
         await ws.send_str(frame)
-        await ws.send_json({"event": p.LEAVE_CONVERSATION, "data": {"conversationId": marker}})
+        await ws.send_json({"event": protocol.LEAVE_CONVERSATION, "data": {"conversationId": marker}})
         events = []
         while True:
             msg = await ws.receive(timeout=3)
             assert msg.type is aiohttp.WSMsgType.TEXT, (msg.type, ws.close_code, frame[:200])
             event = json.loads(msg.data)
-            if event == {"event": p.LEFT_CONVERSATION, "data": {"conversationId": marker}}:
+            if event == {"event": protocol.LEFT_CONVERSATION, "data": {"conversationId": marker}}:
                 return events
             events.append(event)
 
