@@ -58,8 +58,11 @@ def _integrity_target(results: dict) -> list[Target]:
 def _capacity_target(results: dict) -> list[Target]:
     """Durable capacity at 1,000 conversations against the physical limits."""
     cap, minimal = _knees(results, "capacity"), _knees(results, "minimal")
-    db = ((results.get("limits") or {}).get("database") or {}).get("docs_per_s")
-    name = "durable capacity at N=1,000 ≥ 50% of min(database inserts, minimal broadcast)"
+    # The database's best batched insert rate (whatever batch size), not its rate at livechat's
+    # own batch size, which moves with the design.
+    batches = ((results.get("limits") or {}).get("database") or {}).get("batches") or []
+    db = max((row["docs_per_s"] for row in batches), default=None)
+    name = "durable capacity at N=1,000 ≥ 50% of min(best batched database inserts, minimal broadcast)"
     if not (cap and minimal and db):
         return [Target(name, "n/a", "needs capacity and limits")]
     n = 1000 if 1000 in cap else max(cap)
