@@ -47,7 +47,7 @@ class Fanout:
     def __init__(self, hub: Hub, messages: MessageRepo, conversations: ConversationRepo, inbox: Inbox, *,
                  relay_typing: Callable[[TypingSignal], None] = lambda signal: None) -> None:
         self._hub = hub
-        self._relay = relay_typing  # to the other processes (realtime/typing.py)
+        self._relay = relay_typing  # to the other processes (realtime/typing_relay.py)
         self._messages = messages
         self._conversations = conversations
         self.inbox = inbox

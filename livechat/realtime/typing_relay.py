@@ -60,7 +60,13 @@ class TypingRelay:
             try:
                 await self._repo.insert_many(batch)
             except DomainError as exc:
-                now = time.monotonic()
-                if now - self._warned > WARN_EVERY:
-                    self._warned = now
-                    log.warning("typing signals not passed to other processes (%s); dropped", exc.message)
+                self._warn("typing signals not passed to other processes (%s); dropped", exc.message)
+            except Exception:  # noqa: BLE001 — typing must never stop for good: the next ones try again
+                self._warn("typing signals not passed to other processes (unexpected error); dropped",
+                           exc_info=True)
+
+    def _warn(self, text: str, *args: object, exc_info: bool = False) -> None:
+        now = time.monotonic()
+        if now - self._warned > WARN_EVERY:
+            self._warned = now
+            log.warning(text, *args, exc_info=exc_info)

@@ -864,12 +864,12 @@ class MongoPresenceRepo(_Repo):
 
 # --- the change stream (realtime/feed.py follows it) -----------------------------------------
 
-WRITER = "writer"  # message, note and read-mark field: which process stored it
+WRITER = "writer"  # which process wrote a document (messages, notes, reads, typing, heartbeats, …)
 STREAM_AWAIT_MS = 500  # a quiet stream answers this often, which keeps its position fresh
 _FOLLOWED = {"messages": Message, "conversations": Conversation, "presence": AgentPresence, "routing": Routing,
              "reads": ReadMark, "notes": Note, "typing": TypingSignal}
 # Heartbeats are followed so every process knows at once which others are alive (the typing relay
-# writes only while there are any); a heartbeat document is ``{_id: process, expires}``.
+# writes only while there are any); a heartbeat document is ``{_id: process, expires, writer}``.
 _HEARTBEATS = "presence_processes"
 # The message writer's facts (``flush_facts``: every update sets ``messageCount``) change a
 # conversation every ``facts_interval`` but concern no socket (each process follows the messages
