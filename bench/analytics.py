@@ -73,9 +73,7 @@ async def analytics(bench: Bench) -> dict:
     server = bench.livechat("analytics", LIVECHAT_DATABASE_TIMEOUT_MS="60000")
     await bench.start(server)
     try:
-        port = server.database_port()
-        if not port:
-            raise BenchError("the analytics scenario needs livechat's embedded database")
+        port = server.embedded_database_port("analytics")
         api = Api(bench.session, server.base)
         _, admin = await api.user("admin", "admin")
         teams: dict[ObjectId, list[ObjectId]] = {}

@@ -37,9 +37,7 @@ async def controlplane(bench) -> dict:
     server = bench.livechat("controlplane")
     await bench.start(server)
     try:
-        port = server.database_port()
-        if not port:
-            raise BenchError("the controlplane scenario needs livechat's embedded database")
+        port = server.embedded_database_port("controlplane")
         api = Api(bench.session, server.base)
         sup_id, sup_token = await api.user("sup", "supervisor")
         agents = await bounded(8, (api.user(f"agent{i}", "agent", sup_id) for i in range(AGENTS)))

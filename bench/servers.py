@@ -125,6 +125,13 @@ class ServerProcess:
         args = procstats.cmdline(pid) if pid else []
         return int(args[args.index("--port") + 1]) if "--port" in args else None
 
+    def embedded_database_port(self, scenario: str) -> int:
+        """The port of its embedded database, for a scenario that writes into it directly."""
+        port = self.database_port()
+        if not port:
+            raise BenchError(f"the {scenario} scenario needs livechat's embedded database")
+        return port
+
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM (graceful: sockets closed, database stopped), SIGKILL if it hangs."""
         proc = self.proc
