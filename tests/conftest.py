@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
+import pymongo
 import pytest
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
@@ -41,13 +42,34 @@ def mongo_uri() -> str:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def _mongo_admin(mongo_uri: str):
+    client = pymongo.MongoClient(mongo_uri, serverSelectionTimeoutMS=10_000)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture(autouse=True)
+def _drop_databases_after_each_test(_mongo_admin: pymongo.MongoClient):
+    """Every test gets a database of its own; drop it at the end (after its apps have stopped:
+    this fixture is set up first, so torn down last). In some full runs a database command near
+    the end passed the 2 s timeout the tests had then; the ~800 databases (tens of thousands of
+    WiredTiger tables) that one shared server had accumulated by then are the first suspect."""
+    yield
+    for name in _mongo_admin.list_database_names():
+        if name not in ("admin", "config", "local"):
+            _mongo_admin.drop_database(name)
+
+
 def make_settings(mongo_uri: str, *, profile: Profile = Profile.DEVELOPMENT,
                   driver: Driver | None = None, **sections: Any) -> Settings:
     driver = driver or Driver(os.environ.get("LIVECHAT_TEST_DRIVER", "motor"))
     settings = Settings(
         profile=profile,
         database=DatabaseSettings(uri=mongo_uri, name=f"test_{next(_counter)}_{uuid.uuid4().hex[:8]}",
-                                  driver=driver, timeout_ms=2000),
+                                  driver=driver, timeout_ms=3000),  # the production default
         auth=AuthSettings(jwt_secret=TEST_SECRET, bcrypt_rounds=4),
     )
     for section, changes in sections.items():
