@@ -116,12 +116,16 @@ async def open_services(settings: Settings, hub: Hub | None = None, *,
             feed = None
             if changestream:
                 feed = ChangeFeed(store, fanout, observe_message=messages.observe,
+                                  observe_conversation=store.conversations.observe,
+                                  on_history_lost=store.conversations.reload_facts,
                                   handlers={AgentPresence: presence.apply, ProcessBeat: presence.heard_beat,
                                             Routing: routing.apply, TokensRevoked: revoke})
                 await feed.start()
                 metrics.fanout_lag.set_function(lambda: feed.lag)
             sweep = min(5.0, settings.routing.requeue_after.total_seconds() / 4)
             try:
+                # The analytics read model, loaded in the background.
+                store.conversations.start_facts(shared=presence.others_alive if changestream else None)
                 async with presence.running(), routing.running(sweep), messages.running(), typing.running():
                     yield Services(
                         store=store,
@@ -147,5 +151,6 @@ async def open_services(settings: Settings, hub: Hub | None = None, *,
                     await feed.stop()
                 await fanout.stop()
                 await inbox.stop()
+                await store.conversations.stop_facts()
     finally:
         hasher.close()

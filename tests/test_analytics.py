@@ -16,6 +16,7 @@ Medians and p90s are nearest-rank: the value at rank ceil(p·n) of the sorted sa
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from datetime import UTC, datetime, timedelta
@@ -24,7 +25,9 @@ from typing import Any
 import pymongo
 import pytest
 from aiohttp.test_utils import TestClient
+from bson import ObjectId
 
+from livechat.domain.models import GroupBy
 from livechat.keys import services_key
 from tests.conftest import Api, expect
 from tests.ws_helpers import connect
@@ -295,8 +298,6 @@ async def test_the_summary_reads_an_index_range(client: TestClient, api: Api):
 
 
 async def _oid(api: Api):
-    from bson import ObjectId
-
     return ObjectId((await api.user("supervisor"))["_id"])
 
 
@@ -342,3 +343,52 @@ async def test_facts_on_the_conversation_document(desk: Desk, settings, mongo_ur
     c5 = docs[desk.convs["c5"]]
     assert "firstAssignedAt" not in c5 and c5["messageCount"] == 1
     assert docs[desk.convs["c1"]]["firstAgentMessageAt"] == at(DAY1, 9, 90)  # the first, not the last
+
+
+def _by_key(rows) -> list:
+    return sorted(rows, key=lambda row: str(row.key))
+
+
+async def test_the_read_model_agrees_with_the_aggregation(desk: Desk):
+    """The summary is computed from the facts in memory; the database's aggregation of the same
+    period gives the same rows, for every grouping, for everyone and for one team."""
+    repo = desk.client.server.app[services_key].store.conversations
+    team = ObjectId(desk.id("S1"))
+    for group_by in GroupBy:
+        for supervisor in (None, team):
+            held = await repo.summary(DAY1, DAY2 + timedelta(days=1), group_by, supervisor)
+            stored = await repo.aggregate_summary(DAY1, DAY2 + timedelta(days=1), group_by, supervisor)
+            assert _by_key(held) == _by_key(stored) and held, (group_by, supervisor)
+
+
+async def test_a_summary_sees_what_another_process_wrote(desk: Desk, app_client, settings):
+    """A second process on the same database opens a conversation with two messages and closes
+    c4: the first process's summary shows both — the close and the new conversation from the
+    change feed, the message count read back from the database once the other process wrote it."""
+    second = Desk(await app_client(settings, clock=desk.clock), desk.clock)
+    second.people = desk.people
+    c7 = await second.open("C7", "S1", at(DAY2, 14))
+    await second.say(c7, "C7", at(DAY2, 14, 10))
+    await second.say(c7, "C7", at(DAY2, 14, 20))
+    await second.close_in_chat(desk.convs["c4"], "A1", at(DAY2, 9, 1000))
+    await second.client.server.app[services_key].store.conversations.flush_facts()
+    desk.clock.now = at(DAY2, 18)
+    # Tuesday: c4 (now closed after 1,000 s), c5, c7 (never assigned); 1 + 1 + 2 messages.
+    expected = metrics(3, 1, fr=(50, 50), res=(1000, 1000), wait=(45, 45), per_conv=1.33)
+    for _ in range(100):
+        rows = (await desk.summary("admin", "from=2026-03-03&to=2026-03-03&groupBy=day"))["rows"]
+        if keyed(rows, "day")["2026-03-03"] == expected:
+            break
+        await asyncio.sleep(0.1)
+    assert keyed(rows, "day") == {"2026-03-03": expected}
+
+
+async def test_a_period_before_the_read_models_horizon_is_aggregated_by_the_database(desk: Desk):
+    """The read model holds the last 400 days; an older period is still answered, exactly."""
+    old = datetime(2024, 6, 3, tzinfo=UTC)
+    conv = await desk.open("C8", "S2", at(old, 9))
+    await desk.assign(conv, "S2", "B1", at(old, 9, 15))
+    await desk.say(conv, "B1", at(old, 9, 25))
+    desk.clock.now = at(DAY2, 18)
+    rows = (await desk.summary("admin", "from=2024-06-03&to=2024-06-03&groupBy=day"))["rows"]
+    assert keyed(rows, "day") == {"2024-06-03": metrics(1, 0, fr=(25, 25), wait=(15, 15), per_conv=1.0)}

@@ -290,7 +290,9 @@ class MessageService:
         return seq
 
     def observe(self, message: Message) -> None:
-        """Another process stored ``message``: skip its seq rather than collide with it."""
+        """Another process stored ``message``: skip its seq rather than collide with it (and
+        expect that process to write its facts)."""
+        self.conversations.observe_message(message)
         known = self._next_seq.get(message.conversation_id)
         if known is not None and known <= message.seq:
             self._next_seq[message.conversation_id] = message.seq + 1

@@ -61,6 +61,10 @@ class ConversationRepo(Protocol):
         conversation this repository returns shows them at once, ``flush_facts`` writes them."""
         ...
 
+    def observe_message(self, message: Message) -> None:
+        """Another process stored ``message`` (it writes the facts of it)."""
+        ...
+
     async def flush_facts(self, pause: float = 0.0) -> None:
         """Write the recorded facts, in one pass (``pause`` seconds between its commands); what
         fails to be written is kept for the next."""

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from livechat.domain.models import Message
+from livechat.domain.models import Conversation, Message
 from livechat.domain.ports import Change, ChangeSource, HistoryLost
 from livechat.errors import DomainError
 from livechat.realtime.fanout import Fanout
@@ -34,10 +34,14 @@ LAG_LOG_EVERY = 10.0  # …and at most this often while it stays behind
 class ChangeFeed:
     def __init__(self, source: ChangeSource, fanout: Fanout, *,
                  observe_message: Callable[[Message], None] = lambda message: None,
+                 observe_conversation: Callable[[Conversation], None] = lambda conv: None,
+                 on_history_lost: Callable[[], None] = lambda: None,
                  handlers: dict[type, Callable[[Any], None]] | None = None) -> None:
         self._source = source
         self._fanout = fanout
         self._observe_message = observe_message  # the seq allocator skips seqs others took
+        self._observe_conversation = observe_conversation  # the analytics read model
+        self._on_history_lost = on_history_lost  # …which may have missed conversations meanwhile
         self._handlers = handlers or {}  # documents that are not messages or conversations (presence, routing)
         self._position: Any = None
         self._stream: AsyncIterator[Change] | None = None
@@ -81,6 +85,7 @@ class ChangeFeed:
                     log.info("change stream %s", "restarted; re-reading every room" if lost else "resumed")
                     if lost:
                         self._fanout.catch_up()
+                        self._on_history_lost()
                 pause = RETRY_FIRST
                 async for change in self._stream:
                     self._apply(change)
@@ -108,6 +113,8 @@ class ChangeFeed:
             return
         if isinstance(document, Message):
             self._observe_message(document)
+        elif isinstance(document, Conversation):
+            self._observe_conversation(document)
         self._fanout.apply_remote(document)
 
     def _measure(self, wall_time: datetime) -> None:

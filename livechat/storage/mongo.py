@@ -17,7 +17,7 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import attrs
@@ -32,7 +32,8 @@ from livechat.config import DatabaseSettings, Driver
 from livechat.domain.models import (ACTIVE_STATUSES, AgentPresence, Assignment, Conversation, ConversationStatus,
                                     Distribution, GroupBy, LastMessage, Message, MessageFacts, Note, Presence,
                                     ProcessBeat, ReadMark, Role, Routing, SummaryRow, SupervisorStats, TokensRevoked,
-                                    TypingSignal, User)
+                                    TypingSignal, User, utcnow)
+from livechat.domain.facts import ConversationFacts, FactsProjection, ms
 from livechat.domain.ports import Change, DuplicateOf, HistoryLost
 from livechat.errors import Conflict, Unavailable
 from livechat.naming import camel
@@ -200,6 +201,25 @@ ROUTING_CACHED = 10_000  # conversations whose status and parties ``get_many(cac
 _FACTS_ABSENT_UNTIL_SET = ("firstAssignedAt", "firstAgentMessageAt")
 BACKFILL_BATCH = 1000
 FLUSH_CHUNK = 4  # conversation updates per command when the facts are written
+# The analytics read model (domain/facts.py) holds the conversations created in the last
+# FACTS_HORIZON when it was loaded; a summary of an earlier period is an aggregation.
+FACTS_HORIZON = timedelta(days=400)
+FACTS_READ = 1000  # conversations per query when the read model reads their facts back
+_FACTS_FIELDS = {"createdAt": 1, "supervisorId": 1, "agentId": 1, "status": 1, "version": 1,
+                 "firstAssignedAt": 1, "firstAgentMessageAt": 1, "closedAt": 1, "messageCount": 1, "lastSeq": 1}
+
+
+def _ms_or_none(moment: datetime | None) -> int | None:
+    return None if moment is None else ms(moment)
+
+
+def _facts_of(doc: dict[str, Any]) -> ConversationFacts:
+    return ConversationFacts(
+        created=ms(doc["createdAt"]), supervisor_id=doc["supervisorId"], agent_id=doc.get("agentId"),
+        closed=doc.get("status") == ConversationStatus.CLOSED.value, version=doc.get("version", 0),
+        first_assigned=_ms_or_none(doc.get("firstAssignedAt")),
+        first_agent_message=_ms_or_none(doc.get("firstAgentMessageAt")),
+        closed_at=_ms_or_none(doc.get("closedAt")), message_count=doc.get("messageCount", 0))
 
 
 def _seconds_since_creation(field: str) -> dict[str, Any]:
@@ -236,8 +256,27 @@ class MongoConversationRepo(_Repo):
         # trusted from the first cached read after an uncached one (other processes wrote meanwhile).
         self._routing: OrderedDict[ObjectId, Conversation] = OrderedDict()
         self._routing_trusted = False
+        # The analytics read model: every conversation this repository writes or reads is seen
+        # by it (``_see``), from ``load_facts`` on; ``_facts_loaded`` is the load in progress or done.
+        self._facts: FactsProjection | None = None
+        self._facts_loaded: asyncio.Task | None = None
+        self._shared: Callable[[], bool] = lambda: False
+
+    def _see(self, doc: dict[str, Any], *, counted: bool = False) -> None:
+        if self._facts is not None:
+            self._facts.see(doc["_id"], _facts_of(doc), counted=counted)
+
+    def observe(self, conv: Conversation) -> None:
+        """A conversation as another process wrote it (the change feed)."""
+        self._see(to_document(conv))
+
+    def observe_message(self, message: Message) -> None:
+        """A message another process stored (the change feed): that process writes its facts."""
+        if self._facts is not None:
+            self._facts.foreign_message(message.conversation_id, message.seq)
 
     def _conversation(self, doc: dict[str, Any]) -> Conversation:
+        self._see(doc)
         conv = from_document(doc, Conversation)
         for pending in (self._writing, self._unwritten):
             facts = pending.get(conv.id)
@@ -273,6 +312,7 @@ class MongoConversationRepo(_Repo):
             await self._c.insert_one(doc)
         except pymongo.errors.DuplicateKeyError:
             raise Conflict("Candidate already has an active conversation") from None
+        self._see(doc, counted=True)  # new: no message yet
         return conv
 
     @translate_errors
@@ -481,7 +521,11 @@ class MongoConversationRepo(_Repo):
                 for written in range(0, len(items), FLUSH_CHUNK):
                     if written and pause and not self._unpaced_waiting:
                         await asyncio.sleep(pause)
-                    await self._bulk_facts(items[written:written + FLUSH_CHUNK])
+                    chunk = items[written:written + FLUSH_CHUNK]
+                    await self._bulk_facts(chunk)
+                    if self._facts is not None:
+                        for conv_id, facts in chunk:
+                            self._facts.add_messages(conv_id, facts.count, _ms_or_none(facts.first_agent_at))
                 written = len(items)
             except BaseException:
                 # Kept for the next flush: the chunk that failed (it may have landed in part, so a
@@ -498,13 +542,90 @@ class MongoConversationRepo(_Repo):
         await self._c.bulk_write([pymongo.UpdateOne({"_id": conv_id}, [{"$set": _facts_fields(facts)}])
                                   for conv_id, facts in items], ordered=False)
 
+    def start_facts(self, shared: Callable[[], bool] | None = None) -> None:
+        """Load the analytics read model in the background (after ``backfill_facts``); ``shared``
+        says whether other processes write conversations too."""
+        if shared is not None:
+            self._shared = shared
+        if self._facts_loaded is None or (self._facts_loaded.done() and self._facts_loaded.exception()):
+            self._facts_loaded = asyncio.create_task(self._load_facts(), name="analytics-facts")
+
+    async def stop_facts(self) -> None:
+        task, self._facts_loaded, self._facts = self._facts_loaded, None, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+
+    def reload_facts(self) -> None:
+        """Start the read model afresh (the change feed lost its history: it may have missed
+        conversations that other processes wrote)."""
+        task, self._facts_loaded, self._facts = self._facts_loaded, None, None
+        if task is not None:
+            task.cancel()
+        self.start_facts()
+
+    @translate_errors
+    async def _load_facts(self) -> None:
+        """Every conversation created within ``FACTS_HORIZON``, read while no message-facts write
+        of this process is in flight, so that each count read is exact (``FactsProjection``)."""
+        horizon = utcnow() - FACTS_HORIZON
+        projection = FactsProjection(ms(horizon))
+        self._facts = projection  # sees what is written meanwhile
+        started = time.monotonic()
+        try:
+            async with self._flushing:
+                cursor = self._c.find({"createdAt": {"$gte": horizon}}, _FACTS_FIELDS, batch_size=FACTS_READ)
+                async for doc in cursor:
+                    projection.see(doc["_id"], _facts_of(doc), counted=True)
+        except BaseException:
+            if self._facts is projection:  # half read: the next summary starts again
+                self._facts = None
+            raise
+        if self._shared():
+            projection.unsettle_active()
+        log.info("analytics: %d conversations' facts in memory (read in %.1fs)",
+                 len(projection.rows), time.monotonic() - started)
+
+    async def _read_back_facts(self, projection: FactsProjection) -> None:
+        """The facts of the conversations that other processes have yet to write, as stored now."""
+        self._unpaced_waiting += 1  # a paced flush holding the lock hurries
+        try:
+            async with self._flushing:
+                dirty = list(projection.dirty)
+                for at in range(0, len(dirty), FACTS_READ):
+                    docs = await self._c.find({"_id": {"$in": dirty[at:at + FACTS_READ]}},
+                                              _FACTS_FIELDS).to_list(None)
+                    for doc in docs:
+                        projection.see(doc["_id"], _facts_of(doc), counted=True)
+                        projection.settle(doc["_id"], doc.get("lastSeq", 0))
+        finally:
+            self._unpaced_waiting -= 1
+
     @translate_errors
     async def summary(self, start: datetime, end: datetime, group_by: GroupBy,
                       supervisor_id: ObjectId | None) -> list[SummaryRow]:
-        """One aggregation over the conversations created in ``[start, end)`` (an index range on
-        ``createdAt``, or on ``supervisorId, createdAt`` for a team): a row per group that has
-        conversations, without names. This process's recorded facts are written first."""
+        """A row per group that has conversations created in ``[start, end)``, without names. From
+        the read model when it holds the period (after reading back what other processes have
+        written since), otherwise one aggregation over an index range. This process's recorded
+        facts are written first."""
         await self.flush_facts()
+        self.start_facts()
+        await asyncio.shield(self._facts_loaded)
+        projection = self._facts
+        if projection is not None and ms(start) >= projection.horizon:
+            if projection.dirty:
+                await self._read_back_facts(projection)
+            # A pass over every conversation in memory: ~0.1 s at 100,000, so not on the event loop.
+            rows = list(projection.rows.values())
+            return await asyncio.to_thread(projection.summarize, rows, start, end, group_by, supervisor_id)
+        return await self.aggregate_summary(start, end, group_by, supervisor_id)
+
+    async def aggregate_summary(self, start: datetime, end: datetime, group_by: GroupBy,
+                                 supervisor_id: ObjectId | None) -> list[SummaryRow]:
+        """The same rows from the database: one aggregation over the conversations created in
+        ``[start, end)`` (an index range on ``createdAt``, or on ``supervisorId, createdAt`` for a
+        team) — for a period before the read model's horizon, and for tests to compare."""
         pipeline = [
             {"$match": _summary_match(start, end, supervisor_id)},
             {"$project": {
