@@ -241,6 +241,27 @@ def _controlplane_target(results: dict) -> Target | None:
                   f"assign ×{growth['assign_ms']}, JOIN ×{growth['join_ms']}")
 
 
+def _analytics_rows(results: dict) -> list[tuple[str, str, str, str]]:
+    d = results.get("analytics")
+    if not d or "sizes" not in d:
+        return []
+    rows = []
+    for size, row in d["sizes"].items():
+        figures = {k: v for k, v in row.items() if isinstance(v, dict)}
+        rows.append(("analytics" if not rows else "", f"{int(size):,} conversations: summary p50/p99",
+                     ", ".join(f"{k} {v['p50_ms']}/{v['p99_ms']} ms" for k, v in figures.items()),
+                     f"first summary after start {row['first_summary_s']} s; RSS {row['server_rss_mb']} MiB"))
+    return rows
+
+
+def _analytics_target(results: dict) -> Target | None:
+    d = results.get("analytics")
+    if not d or "pass" not in d:
+        return None
+    return Target(f"analytics summary {d['target']}", "PASS" if d["pass"] else "FAIL",
+                  f"worst p99 {d['worst_p99_ms_at_100k']} ms, growth ×{d['p99_growth_10k_to_100k']}")
+
+
 def _metrics_target(results: dict) -> Target | None:
     chat = results.get("chat") or {}
     metrics, server = chat.get("metrics_us_per_message"), chat.get("server_us_per_message")
@@ -257,12 +278,13 @@ def _optional(check):
 
 TARGETS = (_optional(_multiprocess_target), _optional(_desk_target), _optional(_typing_target), _integrity_target,
            _capacity_target, _quarter_knee_target, _idle_socket_target, _login_targets, _optional(_enumeration_target),
-           _startup_target, _optional(_metrics_target), _optional(_controlplane_target))
+           _startup_target, _optional(_metrics_target), _optional(_controlplane_target),
+           _optional(_analytics_target))
 
 
 def _rows(results: dict) -> list[tuple[str, str, str, str]]:
     rows: list[tuple[str, str, str, str]] = _multiprocess_rows(results) + _desk_rows(results) + _typing_rows(results)
-    rows += _controlplane_rows(results)
+    rows += _controlplane_rows(results) + _analytics_rows(results)
     chat = results.get("chat")
     if chat and "sent" in chat:
         rows += [
