@@ -26,6 +26,9 @@ from livechat.storage.embedded import EmbeddedDatabaseError, EmbeddedServer
 log = logging.getLogger("livechat")
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m livechat",
@@ -33,8 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"livechat {__version__}")
     parser.add_argument("--config", metavar="PATH", help="configuration file (default: config.toml; env LIVECHAT_CONFIG)")
-    parser.add_argument("--log-level", default=os.environ.get("LIVECHAT_LOG_LEVEL", "INFO"),
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level (default INFO)")
+    parser.add_argument("--log-level", type=str.upper, default=os.environ.get("LIVECHAT_LOG_LEVEL", "INFO"),
+                        choices=LOG_LEVELS, help="log level (default INFO)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     serve = sub.add_parser("serve", help="run the HTTP/WebSocket server (the default)")
     serve.add_argument("--host", help="interface to bind (overrides server.host)")
@@ -55,7 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.log_level not in LOG_LEVELS:  # argparse checks --log-level, not LIVECHAT_LOG_LEVEL
+        parser.error(f"LIVECHAT_LOG_LEVEL: invalid choice: {args.log_level!r} (choose from {', '.join(LOG_LEVELS)})")
     logging.basicConfig(level=args.log_level, format=TEXT_FORMAT)
     # The driver's DEBUG log records whole documents (password hashes, message text): never that.
     logging.getLogger("pymongo").setLevel(max(logging.INFO, logging.getLogger().level))

@@ -87,6 +87,17 @@ def test_bad_configuration_stops_start_up_with_one_line(tmp_path, env, message):
     assert len(lines) == 1 and message in lines[0], proc.stderr
 
 
+def test_the_log_level_from_the_environment_is_case_blind_and_checked(tmp_path):
+    def check_config(level: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "livechat", "check-config"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=30, env=run_env(tmp_path, LIVECHAT_LOG_LEVEL=level))
+
+    assert check_config("warning").returncode == 0
+    bad = check_config("loud")
+    assert bad.returncode == 2 and "LIVECHAT_LOG_LEVEL: invalid choice: 'LOUD'" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
 def test_help_lists_commands_and_options():
     out = subprocess.run([sys.executable, "-m", "livechat", "--help"], cwd=ROOT, capture_output=True, text=True,
                          timeout=30).stdout
