@@ -53,14 +53,19 @@ def _mongo_admin(mongo_uri: str):
 
 @pytest.fixture(autouse=True)
 def _drop_databases_after_each_test(_mongo_admin: pymongo.MongoClient):
-    """Every test gets a database of its own; drop it at the end (after its apps have stopped:
-    this fixture is set up first, so torn down last). In some full runs a database command near
-    the end passed the 2 s timeout the tests had then; the ~800 databases (tens of thousands of
-    WiredTiger tables) that one shared server had accumulated by then are the first suspect."""
+    """Drop the databases ``make_settings`` named during the test (``test_…``: apps that live as
+    long as one test) when it ends — after its apps have stopped: this fixture is set up first, so
+    torn down last. Servers that outlive a test (the browser tests', the fuzz target's) use other
+    names and keep theirs. In some full runs a database command near the end passed the 2 s
+    timeout the tests had then; the ~800 databases (tens of thousands of WiredTiger tables) that
+    one shared server had accumulated by then are the first suspect."""
     yield
     for name in _mongo_admin.list_database_names():
-        if name not in ("admin", "config", "local"):
+        if name.startswith(DATABASE_PREFIX):
             _mongo_admin.drop_database(name)
+
+
+DATABASE_PREFIX = "test_"
 
 
 def make_settings(mongo_uri: str, *, profile: Profile = Profile.DEVELOPMENT,
@@ -68,7 +73,7 @@ def make_settings(mongo_uri: str, *, profile: Profile = Profile.DEVELOPMENT,
     driver = driver or Driver(os.environ.get("LIVECHAT_TEST_DRIVER", "motor"))
     settings = Settings(
         profile=profile,
-        database=DatabaseSettings(uri=mongo_uri, name=f"test_{next(_counter)}_{uuid.uuid4().hex[:8]}",
+        database=DatabaseSettings(uri=mongo_uri, name=f"{DATABASE_PREFIX}{next(_counter)}_{uuid.uuid4().hex[:8]}",
                                   driver=driver, timeout_ms=3000),  # the production default
         auth=AuthSettings(jwt_secret=TEST_SECRET, bcrypt_rounds=4),
     )
