@@ -257,7 +257,7 @@ class MongoConversationRepo(_Repo):
         self._routing: OrderedDict[ObjectId, Conversation] = OrderedDict()
         self._routing_trusted = False
         # The analytics read model: every conversation this repository writes or reads is seen
-        # by it (``_see``), from ``load_facts`` on; ``_facts_loaded`` is the load in progress or done.
+        # by it (``_see``) from ``start_facts`` on; ``_facts_loaded`` is the load in progress or done.
         self._facts: FactsProjection | None = None
         self._facts_loaded: asyncio.Task | None = None
         self._shared: Callable[[], bool] = lambda: False
